@@ -29,7 +29,21 @@ class PluginGroup(click.Group):
         if cmd is not None:
             return cmd
         ep = self._plugins().get(name)
-        return ep.load() if ep is not None else None
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except ImportError as e:
+            # A command whose module (or its dependencies) is missing still shows in --help
+            # and explains itself instead of crashing the whole CLI.
+            msg = "flm %s is unavailable: %s (install the extras: pip install -e .[train])" % (name, e)
+
+            @click.command(name=name, help=msg, context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args):
+                raise click.ClickException(msg)
+
+            return unavailable
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

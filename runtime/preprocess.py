@@ -52,7 +52,7 @@ def validate_box(box: Sequence[float]) -> Tuple[float, float, float, float]:
     try:
         x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError):
-        raise ValueError("face box must be 4 numbers (x_min, y_min, x_max, y_max), got %r" % (box,))
+        raise ValueError("face box must be 4 numbers (x_min, y_min, x_max, y_max), got %r" % (box,)) from None
     if not all(np.isfinite(v) for v in (x0, y0, x1, y1)):
         raise ValueError("face box has a non-finite value: %r" % ((x0, y0, x1, y1),))
     if x1 <= x0 or y1 <= y0:

@@ -23,7 +23,7 @@ class KerasBackend(Backend):
             except ImportError:
                 from tensorflow import keras
         except ImportError as e:
-            raise BackendError("the keras backend needs TensorFlow (pip install flm[train]): %s" % e)
+            raise BackendError("the keras backend needs TensorFlow (pip install flm[train]): %s" % e) from e
         if threads:
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -32,7 +32,7 @@ class KerasBackend(Backend):
         try:
             self.model = keras.models.load_model(path, compile=False)
         except (OSError, ValueError) as e:
-            raise BackendError("%s is not a loadable Keras model: %s" % (path, e))
+            raise BackendError("%s is not a loadable Keras model: %s" % (path, e)) from e
         self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
         self._tf = tf
 

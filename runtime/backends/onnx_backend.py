@@ -15,7 +15,7 @@ class OnnxBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise BackendError("the onnx backend needs onnxruntime: pip install onnxruntime (%s)" % e)
+            raise BackendError("the onnx backend needs onnxruntime: pip install onnxruntime (%s)" % e) from e
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
@@ -24,7 +24,7 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise BackendError("%s is not a loadable ONNX model: %s" % (path, e))
+            raise BackendError("%s is not a loadable ONNX model: %s" % (path, e)) from e
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name

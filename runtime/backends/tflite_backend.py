@@ -23,7 +23,7 @@ def _interpreter_class():
         import tensorflow as tf
         return tf.lite.Interpreter
     except ImportError:
-        raise BackendError("the tflite backend needs ai-edge-litert, tflite-runtime or tensorflow")
+        raise BackendError("the tflite backend needs ai-edge-litert, tflite-runtime or tensorflow") from None
 
 
 class TfliteBackend(Backend):
@@ -34,7 +34,7 @@ class TfliteBackend(Backend):
         try:
             self.interp = _interpreter_class()(model_path=path, num_threads=threads or 2)
         except ValueError as e:
-            raise BackendError("%s is not a loadable TFLite model: %s" % (path, e))
+            raise BackendError("%s is not a loadable TFLite model: %s" % (path, e)) from e
         self._batch = None  # type: Optional[int]
         self._alloc(1)
 
@@ -52,7 +52,8 @@ class TfliteBackend(Backend):
 
     def info(self) -> Dict[str, Any]:
         d = super().info()
-        d.update(input_dtype=str(np.dtype(self.d_in["dtype"])), output_dtype=str(np.dtype(self.d_out["dtype"])))
+        d.update(input_dtype=str(np.dtype(self.d_in["dtype"])),
+                 output_dtype=str(np.dtype(self.d_out["dtype"])))
         return d
 
     def _run(self, crops_u8: np.ndarray) -> np.ndarray:

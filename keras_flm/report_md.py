@@ -1,0 +1,150 @@
+"""The run directory's shared files: report.md by sections, metrics.json by artifact.
+
+Several steps write into one run (training curves, evaluation, quantization Table 2,
+benchmark Table 3). Each owns a `## Section` of report.md and an entry of
+metrics.json; `update_report_section` and `update_metrics` replace only that part,
+under a file lock (two commands may finish at once) and by atomic rename (a crash
+never leaves a half-written file).
+"""
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+REPORT_FILE = "report.md"
+METRICS_FILE = "metrics.json"
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same directory and os.replace."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Exclusive advisory lock (hidden file .NAME.lock beside `path`) for a read-modify-write of it."""
+    d, base = os.path.split(os.path.abspath(path))
+    with open(os.path.join(d, "." + base + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- metrics.json
+
+def read_metrics(run_dir: str) -> Dict[str, Dict[str, Any]]:
+    """metrics.json as {artifact: entry}; {} when absent. Raises ValueError if it is not such a dict."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError("%s must hold a JSON object {artifact: {...}}" % path)
+    return data
+
+
+def update_metrics(run_dir: str, artifact: str, entry: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Merge `entry` into metrics.json[artifact] (key by key; other artifacts untouched); return all."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    with locked(path):
+        data = read_metrics(run_dir)
+        merged = dict(data.get(artifact, {}))
+        merged.update(entry)
+        data[artifact] = merged
+        atomic_write_json(path, data)
+    return data
+
+
+# ---------------------------------------------------------------- report.md
+
+def parse_sections(text: str) -> Tuple[str, List[Tuple[str, str]]]:
+    """Split markdown into (preamble, [(title, body), ...]) at level-2 headings outside code fences."""
+    preamble: List[str] = []
+    sections: List[Tuple[str, List[str]]] = []
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        if not fenced and line.startswith("## "):
+            sections.append((line[3:].strip(), []))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return ("\n".join(preamble).strip(),
+            [(t, "\n".join(body).strip()) for t, body in sections])
+
+
+def render_sections(preamble: str, sections: List[Tuple[str, str]]) -> str:
+    parts = [preamble.strip()] if preamble.strip() else []
+    parts += ["## %s\n\n%s" % (t, b.strip()) if b.strip() else "## %s" % t for t, b in sections]
+    return "\n\n".join(parts) + "\n"
+
+
+def update_report_section(run_dir: str, title: str, markdown: str,
+                          header: Optional[str] = None) -> str:
+    """Replace (or append) the `## title` section of run_dir/report.md; keep all other sections.
+
+    `markdown` is the section body (it may use ### subheadings, not ##). A new report
+    starts with `header` (default "# flm run report: <run name>"). Returns the path.
+    """
+    if "\n" in title or not title.strip():
+        raise ValueError("section title must be one non-empty line, got %r" % (title,))
+    _, inner = parse_sections("## x\n" + markdown)
+    if len(inner) > 1:
+        raise ValueError("section %r body must not contain level-2 headings (## ...): %r"
+                         % (title, inner[1][0]))
+    path = os.path.join(run_dir, REPORT_FILE)
+    with locked(path):
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                preamble, sections = parse_sections(f.read())
+        else:
+            preamble, sections = header or "# flm run report: %s" % os.path.basename(
+                os.path.abspath(run_dir)), []
+        title = title.strip()
+        for i, (t, _) in enumerate(sections):
+            if t == title:
+                sections[i] = (title, markdown)
+                break
+        else:
+            sections.append((title, markdown))
+        atomic_write_text(path, render_sections(preamble, sections))
+    return path
+
+
+def markdown_table(header: List[str], rows: List[List[Any]]) -> str:
+    """A GitHub markdown table; None cells print as an en dash."""
+    def cell(v: Any) -> str:
+        return "–" if v is None else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

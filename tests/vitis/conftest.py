@@ -1,0 +1,86 @@
+"""Fixtures for the Vitis flow tests: a tiny run directory and the stand-in tools (fakes/)."""
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """(training model, inference model) of the width-0.25 architecture with non-trivial BN stats."""
+    import numpy as np
+
+    from keras_flm.config import ModelConfig
+    from keras_flm.model import build_training_model, inference_model
+
+    train = build_training_model(ModelConfig(width=0.25))
+    rng = np.random.default_rng(0)
+    for layer in train.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])
+    return train, inference_model(train)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory, tiny_models):
+    """fp32.h5 and train.h5 of the tiny model, saved once per session."""
+    d = tmp_path_factory.mktemp("models")
+    train, infer = tiny_models
+    train.save(str(d / "train.h5"), save_format="h5", include_optimizer=False)
+    infer.save(str(d / "fp32.h5"), save_format="h5", include_optimizer=False)
+    return d
+
+
+def make_run(root: Path, model_files: Path, data_root=None) -> Path:
+    """A run directory as `flm train` leaves it (config.json, fp32.h5, train.h5)."""
+    import shutil
+
+    from keras_flm.config import ModelConfig, RunConfig
+
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = RunConfig(model=ModelConfig(width=0.25))
+    if data_root is not None:
+        cfg.data = {"root": str(data_root)}
+    cfg.versions = {"tensorflow": "test"}
+    cfg.save(str(root / "config.json"))
+    for name in ("fp32.h5", "train.h5"):
+        shutil.copyfile(str(model_files / name), str(root / name))
+    return root
+
+
+@pytest.fixture
+def run_dir(tmp_path, model_files):
+    return make_run(tmp_path / "runs" / "tiny", model_files)
+
+
+@pytest.fixture
+def fake_compiler_on_path(tmp_path, monkeypatch):
+    """A `vai_c_tensorflow2` on PATH that runs fakes/vai_c.py."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "vai_c_tensorflow2"
+    exe.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (sys.executable, FAKES / "vai_c.py"))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    return str(exe)
+
+
+@pytest.fixture
+def fake_xir():
+    from tests.vitis.fakes import xir
+
+    return xir
+
+
+@pytest.fixture
+def fake_vq():
+    from tests.vitis.fakes import vai_q
+
+    vai_q.calls.clear()
+    return vai_q

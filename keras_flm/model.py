@@ -35,7 +35,7 @@ def _act(keras, cfg: ModelConfig, name: str):
 def _conv_bn_act(keras, cfg, x, filters, kernel, stride, name, padding="same", act=True):
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                             name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=cfg.bn_momentum, name=name + "_bn")(x)
     return _act(keras, cfg, name + "_relu")(x) if act else x
 
 
@@ -44,7 +44,7 @@ def _inverted_residual(keras, cfg, x, expand, out_ch, stride, name):
     h = _conv_bn_act(keras, cfg, x, in_ch * expand, 1, 1, name + "_expand")
     h = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                                      name=name + "_dw")(h)
-    h = keras.layers.BatchNormalization(name=name + "_dw_bn")(h)
+    h = keras.layers.BatchNormalization(momentum=cfg.bn_momentum, name=name + "_dw_bn")(h)
     h = _act(keras, cfg, name + "_dw_relu")(h)
     h = _conv_bn_act(keras, cfg, h, out_ch, 1, 1, name + "_project", act=False)
     if stride == 1 and in_ch == out_ch:
@@ -62,7 +62,7 @@ def build_training_model(cfg: Optional[ModelConfig] = None):
     inp = keras.Input((cfg.input_size, cfg.input_size, 1), name="image")
     x = _conv_bn_act(keras, cfg, inp, c(64), 3, 2, "stem")
     x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="stem_dw")(x)
-    x = L.BatchNormalization(name="stem_dw_bn")(x)
+    x = L.BatchNormalization(momentum=cfg.bn_momentum, name="stem_dw_bn")(x)
     x = _act(keras, cfg, "stem_dw_relu")(x)
     for i in range(5):
         x = _inverted_residual(keras, cfg, x, 2, c(64), 2 if i == 0 else 1, "block1_%d" % i)

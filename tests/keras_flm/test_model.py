@@ -110,3 +110,11 @@ def test_extra_convs_are_configurable():
 
 def test_make_divisible():
     assert make_divisible(64 * 0.25) == 16 and make_divisible(16 * 0.25) == 8 and make_divisible(128) == 128
+
+
+def test_batchnorm_momentum_follows_config():
+    keras = get_keras()
+    m = build_inference_model(ModelConfig(width=0.25, bn_momentum=0.8))
+    moms = {round(float(layer.momentum), 6) for layer in m.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+    assert moms == {0.8}

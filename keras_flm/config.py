@@ -21,6 +21,10 @@ class ModelConfig:
     extra_channels: int = 64  # their width (scaled by `width`)
     aux_pose_head: bool = True
     num_points: int = 98
+    # Keras' default BN momentum (0.99) makes the moving statistics lag far behind the
+    # weights in short CPU runs (val NME stuck at the mean shape for ~300 steps); 0.9 is
+    # the PyTorch reference's momentum=0.1.
+    bn_momentum: float = 0.9
 
     def __post_init__(self) -> None:
         if self.activation not in ("relu", "relu6"):
@@ -42,6 +46,14 @@ class AugmentConfig:
     gamma: float = 0.3
     blur_prob: float = 0.2
     occlusion_prob: float = 0.3
+    # Added with the data pipeline (keras_flm/data):
+    blur_sigma: float = 1.2  # Gaussian sigma (crop pixels) of the blur augmentation
+    occlusion_max: float = 0.4  # largest occluder side as a fraction of the crop
+    noise_std: float = 3.0  # max std of additive Gaussian pixel noise (grey levels)
+    # Crops are cached once at `cache_margin` x the contract's window (same pixel size), so
+    # rotation/scale/shift re-crop inside real image content instead of black borders.
+    # 1.75 covers +-30 deg x 1.1 scale + 0.1 shift: half-extent 0.66*(cos+sin)+0.12 = 1.02 < 1.05.
+    cache_margin: float = 1.75
 
 
 @dataclass
@@ -57,6 +69,14 @@ class TrainConfig:
     seed: int = 42
     strategy: str = "auto"
     steps_per_epoch: Optional[int] = None
+    # Added with training (keras_flm/train.py):
+    max_images: Optional[int] = None  # deterministic subset of the train list (quick runs)
+    pose_weighting: bool = True  # PFLD's (1 + sum_k 1 - cos theta_k) factor in the loss
+    attribute_weighting: bool = True  # PFLD's 1 + sum_c 1/share_c attribute weight in the loss
+    val_batch_size: int = 128
+    # Wall-clock budget (minutes, None = none): the cosine LR anneals over max(step share, time
+    # share) and training stops before an epoch that would overrun it (shared/slow machines).
+    time_budget_min: Optional[float] = None
 
 
 @dataclass

@@ -1,0 +1,67 @@
+"""`flm train`: train the FP32 model into a run directory (see keras_flm/train.py)."""
+import os
+
+import click
+
+
+@click.command("train")
+@click.option("--data", "data_root", type=click.Path(file_okay=False), default=None,
+              help="WFLW-layout data root (default with --resume: the run's own).")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory, e.g. runs/NAME.")
+@click.option("--width", type=float, default=None, help="Width multiplier (default 1.0).")
+@click.option("--activation", type=click.Choice(["relu", "relu6"]), default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epoch cap (default 100).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch (default 64).")
+@click.option("--lr", type=float, default=None, help="Initial learning rate (cosine to lr_min).")
+@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early-stopping patience.")
+@click.option("--max-images", type=click.IntRange(min=2), default=None,
+              help="Use a deterministic subset of the train list (quick runs).")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--time-budget", "time_budget_min", type=float, default=None,
+              help="Wall-clock minutes: LR anneals to lr_min by then and training stops in time.")
+@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default=None,
+              help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Crop cache directory (default $FLM_CACHE_DIR or ~/.cache/flm/crops).")
+@click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
+def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patience, max_images,
+          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, resume, overwrite) -> None:
+    """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
+    from keras_flm.config import RunConfig, override
+    from keras_flm.train import CONFIG_JSON, RunDirError
+    from keras_flm.train import train as run_training
+    from runtime.wflw import AnnotationError
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    cfg_path = os.path.join(run_dir, CONFIG_JSON)
+    if resume:
+        if not os.path.isfile(cfg_path):
+            raise click.ClickException("cannot resume: %s not found" % cfg_path)
+        cfg = RunConfig.load(cfg_path)
+        fixed = {"width": width, "activation": activation, "batch_size": batch_size, "max_images": max_images,
+                 "seed": seed}
+        changed = [k for k, v in fixed.items() if v is not None]
+        if changed:
+            raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
+                                   "--time-budget/--strategy may change" % ", ".join(changed))
+        data_root = data_root or cfg.data.get("root")
+    else:
+        cfg = RunConfig()
+    if not data_root:
+        raise click.UsageError("--data is required")
+    try:
+        override(cfg.model, width=width, activation=activation)
+        override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                 max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
+                 time_budget_min=time_budget_min)
+        state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
+    except (AnnotationError, RunDirError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("best val NME %.4f at epoch %d (%d epochs%s); wrote %s"
+               % (state["best_val_nme"], state["best_epoch"], state["epochs_done"],
+                  ", stopped by " + state["stop_reason"] if state.get("stop_reason") else "",
+                  os.path.join(run_dir, "fp32.h5")))

@@ -1,0 +1,368 @@
+"""Training: FP32 MobileNetV2-PFLD on WFLW-layout data, into a run directory.
+
+Run directory (runs/NAME/) after `train()`:
+  config.json        resolved RunConfig + data summary + library versions
+  log.csv            one row per epoch (loss, val_loss, val_nme, lr, epoch_time)
+  tb/                TensorBoard logs
+  checkpoints/       Keras BackupAndRestore state (weights + optimizer + epoch) for --resume
+  train.h5           best training model (with the auxiliary pose head): QAT starts here
+  fp32.h5            best inference model (landmarks only), plain load_model, no custom objects
+  train_state.json   best epoch / val NME / early-stopping counter / finished flag
+
+"Best" = lowest validation NME (inter-ocular, runtime.metrics.nme) on the un-augmented
+contract crops of the 10 % validation split; train.h5 and fp32.h5 are rewritten at every
+improvement, so a run killed at any point leaves usable models.
+
+Scale: the model, optimizer and loss are built inside a tf.distribute strategy scope;
+batch sizes are global and Keras distributes the dataset. Mixed precision only with a GPU.
+"""
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from keras_flm.config import RunConfig
+from keras_flm.data.cache import CropCache, build_cache
+from keras_flm.data.pipeline import make_dataset, pack_targets
+from keras_flm.keras_compat import get_keras
+from keras_flm.loss import make_pfld_loss
+from keras_flm.model import build_training_model, inference_model
+from runtime.metrics import nme
+from runtime.preprocess import normalize_input
+from runtime.wflw import attribute_shares, read_annotations, split_train_val, subset
+
+log = logging.getLogger(__name__)
+
+CONFIG_JSON = "config.json"
+STATE_JSON = "train_state.json"
+FP32_H5 = "fp32.h5"
+TRAIN_H5 = "train.h5"
+LOG_CSV = "log.csv"
+CHECKPOINTS = "checkpoints"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists without --resume, missing for --resume)."""
+
+
+def resolve_strategy(name: str):
+    """auto: MirroredStrategy with >1 GPU, else the default strategy; or as named."""
+    import tensorflow as tf
+
+    if name == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":  # cluster from TF_CONFIG; a single worker without it
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError("strategy must be auto, mirrored or multiworker, got %r" % (name,))
+
+
+def use_mixed_precision() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def build_models(cfg: RunConfig):
+    """(training model [landmarks, euler], packed model whose output is their float32 concat)."""
+    keras = get_keras()
+    train_model = build_training_model(cfg.model)
+    if not cfg.model.aux_pose_head:
+        raise ValueError("training needs the auxiliary pose head (model.aux_pose_head=true)")
+    lm, eul = train_model.outputs
+    packed = keras.layers.Concatenate(name="packed", dtype="float32")([lm, eul])
+    return train_model, keras.Model(train_model.inputs, packed, name="pfld_packed")
+
+
+def make_optimizer(cfg: RunConfig):
+    """AdamW (decoupled weight decay, not on BN/bias) with global clip norm.
+
+    The learning rate is a variable the monitor callback sets every step (cosine, see
+    `cosine_lr`), so the schedule can also follow a wall-clock budget.
+    """
+    keras = get_keras()
+    t = cfg.train
+    opt = keras.optimizers.AdamW(learning_rate=t.lr, weight_decay=t.weight_decay, global_clipnorm=t.clipnorm)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def cosine_lr(progress: float, lr: float, lr_min: float) -> float:
+    """Cosine annealing from lr (progress 0) to lr_min (progress >= 1)."""
+    p = min(1.0, max(0.0, progress))
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * p))
+
+
+def _atomic_save(model, path: str) -> None:
+    import warnings
+
+    import tensorflow as tf
+
+    tmp = path + ".tmp.h5"
+    tf_log = tf.get_logger()
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # "compiled metrics have yet to be built": noise for an uncompiled model
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy.*")
+            model.save(tmp, save_format="h5", include_optimizer=False)
+    finally:
+        tf_log.setLevel(level)
+    os.replace(tmp, path)
+
+
+def init_head_bias(train_model, train: CropCache) -> None:
+    """Start the landmark head at the training set's mean shape (its bias), weights untouched.
+
+    The head otherwise starts near 0 while targets sit around 0.5: the first epochs would be
+    spent learning a constant.
+    """
+    _, pts = train.contract_crops()
+    fc = train_model.get_layer("fc")
+    fc.bias.assign(pts.reshape(len(pts), -1).mean(0).astype(np.float32))
+
+
+def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
+    """Write train.h5 and fp32.h5 from the current weights, always as float32 models."""
+    keras = get_keras()
+    policy = keras.mixed_precision.global_policy()
+    src = train_model
+    if policy.name != "float32":
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            src = build_training_model(cfg.model)
+            src.set_weights(train_model.get_weights())
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+    _atomic_save(src, os.path.join(run_dir, TRAIN_H5))
+    _atomic_save(inference_model(src), os.path.join(run_dir, FP32_H5))
+
+
+def _read_state(run_dir: str) -> Dict[str, Any]:
+    path = os.path.join(run_dir, STATE_JSON)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
+
+
+def _write_json(path: str, data: Dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: str, resume: bool,
+                          steps_per_epoch: int, log_every: int = 0):
+    """One Keras callback for the epoch-level control of a run:
+
+    - cosine LR every step, over progress = max(step share, wall-clock share of
+      train.time_budget_min): with a budget, the LR reaches lr_min when time runs out;
+    - validation NME (runtime.metrics.nme, inter-ocular) and loss on the un-augmented val crops;
+    - best-model export (train.h5, fp32.h5) at each improvement; early stopping on val NME;
+    - stop before an epoch that would overrun the time budget;
+    - state (best, patience counter, training seconds) in train_state.json, so a resumed
+      run carries on where the killed one stopped.
+    """
+    import tensorflow as tf
+
+    keras = get_keras()
+    t = cfg.train
+    crops, gt = val.contract_crops()
+    x_val = normalize_input(crops)
+    y_val = pack_targets(tf.constant(gt), tf.constant(val.euler), tf.constant(val.attributes, tf.float32))
+    loss_fn = make_pfld_loss(t.pose_weighting, t.attribute_weighting)
+    budget_s = t.time_budget_min * 60.0 if t.time_budget_min else None
+
+    class TrainingMonitor(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            st = _read_state(run_dir) if resume else {}
+            self.best = st.get("best_val_nme", float("inf"))
+            self.best_epoch = st.get("best_epoch", -1)
+            self.wait = st.get("wait", 0)
+            self.prior_s = st.get("train_seconds", 0.0)
+            self.t_start = time.time()
+            self.epoch_times = list(st.get("epoch_times", []))
+            self.stop_reason = ""
+
+        def elapsed(self) -> float:
+            return self.prior_s + time.time() - self.t_start
+
+        def progress(self, epoch: int, batch: int) -> float:
+            p = (epoch + batch / float(steps_per_epoch)) / float(t.epochs)
+            if budget_s:
+                p = max(p, self.elapsed() / budget_s)
+            return p
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.t0 = time.time()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            lr = cosine_lr(self.progress(self.epoch, batch), t.lr, t.lr_min)
+            self.model.optimizer.learning_rate.assign(lr)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if log_every and (batch + 1) % log_every == 0:
+                rate = (batch + 1) * t.batch_size / max(1e-9, time.time() - self.t0)
+                print("  epoch %d step %d/%d loss %.4f  %.1f img/s"
+                      % (self.epoch + 1, batch + 1, steps_per_epoch, (logs or {}).get("loss", float("nan")),
+                         rate), flush=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            pred = self.model.predict(x_val, batch_size=t.val_batch_size, verbose=0)
+            val_nme = float(np.mean(nme(pred[:, :196].reshape(-1, 98, 2), gt)))
+            logs["val_nme"] = val_nme
+            logs["val_loss"] = float(tf.reduce_mean(loss_fn(y_val, tf.constant(pred))))
+            logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+            logs["epoch_time"] = time.time() - self.t0
+            self.epoch_times.append(logs["epoch_time"])
+            improved = val_nme < self.best
+            if improved:
+                self.best, self.best_epoch, self.wait = val_nme, epoch + 1, 0
+                export_models(train_model, cfg, run_dir)
+            else:
+                self.wait += 1
+                if self.wait >= t.patience:
+                    self.model.stop_training = True
+                    self.stop_reason = "early stopping (patience %d)" % t.patience
+            if budget_s and not self.model.stop_training:
+                recent = self.epoch_times[-3:]
+                if self.elapsed() + sum(recent) / len(recent) > budget_s:
+                    self.model.stop_training = True
+                    self.stop_reason = "time budget (%.0f min)" % t.time_budget_min
+            _write_json(os.path.join(run_dir, STATE_JSON), {
+                "epochs_done": epoch + 1, "best_val_nme": self.best, "best_epoch": self.best_epoch,
+                "wait": self.wait, "early_stopped": bool(self.model.stop_training),
+                "stop_reason": self.stop_reason, "train_seconds": self.elapsed(),
+                "epoch_times": self.epoch_times, "finished": False})
+            stop = ("; stop: " + self.stop_reason) if self.stop_reason else ""
+            print("epoch %d/%d: val_nme %.4f%s (best %.4f @ %d) lr %.2e %.0fs%s"
+                  % (epoch + 1, t.epochs, val_nme, " *" if improved else "", self.best, self.best_epoch,
+                     logs["lr"], logs["epoch_time"], stop), flush=True)
+
+    return TrainingMonitor()
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def versions() -> Dict[str, str]:
+    import cv2
+    import tensorflow as tf
+
+    keras = get_keras()
+    import keras_flm
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": getattr(keras, "__version__", "?"), "numpy": np.__version__, "opencv": cv2.__version__,
+            "flm": keras_flm.__version__}
+
+
+def prepare_run_dir(run_dir: str, resume: bool, overwrite: bool) -> None:
+    cfg_path = os.path.join(run_dir, CONFIG_JSON)
+    if resume:
+        if not os.path.isfile(cfg_path):
+            raise RunDirError("cannot resume: %s not found (start a new run without --resume)" % cfg_path)
+        return
+    if os.path.exists(run_dir) and os.listdir(run_dir):
+        if not overwrite:
+            raise RunDirError("run directory %s already exists and is not empty: use --resume to continue "
+                              "it, --overwrite to start over, or another --run" % run_dir)
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+
+
+def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress: bool):
+    """(train cache, val cache, data summary) from the train list of a WFLW-layout root."""
+    records = read_annotations(data_root, "train")
+    n_all = len(records)
+    records = subset(records, cfg.train.max_images, seed=cfg.train.seed)
+    cache = build_cache(records, data_root, "train", cfg.crop, cfg.augment.cache_margin,
+                        cache_dir=cache_dir, progress=progress)
+    train_recs, val_recs = split_train_val(records, cfg.train.val_fraction, seed=cfg.train.seed)
+    val_lines = {r.line for r in val_recs}
+    is_val = np.array([int(line) in val_lines for line in cache.lines])
+    train_c, val_c = cache.take(np.flatnonzero(~is_val)), cache.take(np.flatnonzero(is_val))
+    if len(train_c) < cfg.train.batch_size:
+        raise ValueError("only %d training faces for a batch size of %d: lower --batch-size or raise "
+                         "--max-images" % (len(train_c), cfg.train.batch_size))
+    if len(val_c) == 0:
+        raise ValueError("validation split is empty (val_fraction=%g, %d faces)"
+                         % (cfg.train.val_fraction, len(records)))
+    summary = {"root": os.path.abspath(data_root), "list_faces": n_all, "used_faces": len(records),
+               "train_faces": len(train_c), "val_faces": len(val_c),
+               "attribute_shares": attribute_shares(train_recs), "cache": cache.meta.get("path"),
+               "euler_deg_abs_mean": [float(v) for v in np.abs(cache.euler).mean(0)]}
+    return train_c, val_c, summary
+
+
+def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, overwrite: bool = False,
+          cache_dir: Optional[str] = None, progress: bool = True, verbose: Optional[int] = None,
+          log_every: int = 20) -> Dict:
+    """Train into run_dir; returns the final train_state (best val NME etc.)."""
+
+    keras = get_keras()
+    prepare_run_dir(run_dir, resume, overwrite)
+    keras.utils.set_random_seed(cfg.train.seed)
+    train_c, val_c, summary = load_data(cfg, data_root, cache_dir, progress)
+
+    strategy = resolve_strategy(cfg.train.strategy)
+    mixed = use_mixed_precision()
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    summary.update(strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
+                   mixed_precision=mixed)
+    cfg.data = dict(cfg.data, **summary)
+    cfg.versions = versions()
+    cfg.save(os.path.join(run_dir, CONFIG_JSON))
+
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    t = cfg.train
+    steps = t.steps_per_epoch or len(train_c) // t.batch_size
+    ds = make_dataset(train_c, t.batch_size, cfg.augment, cfg.crop, training=True, seed=t.seed,
+                      repeat=t.steps_per_epoch is not None)
+    with strategy.scope():
+        train_model, packed = build_models(cfg)
+        init_head_bias(train_model, train_c)  # on --resume, BackupAndRestore then loads the saved weights
+        packed.compile(optimizer=make_optimizer(cfg),
+                       loss=make_pfld_loss(t.pose_weighting, t.attribute_weighting))
+
+    callbacks = [
+        make_monitor_callback(val_c, train_model, cfg, run_dir, resume, steps,
+                              log_every=0 if verbose == 1 else log_every),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, CHECKPOINTS), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, LOG_CSV), append=resume),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if _has_tensorboard():
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), histogram_freq=0,
+                                                     profile_batch=0, write_graph=False))
+    else:
+        log.warning("tensorboard is not installed: no TensorBoard logs (log.csv has the same numbers)")
+    packed.fit(ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
+               verbose=verbose)
+
+    state = _read_state(run_dir)
+    if not os.path.isfile(os.path.join(run_dir, TRAIN_H5)):
+        raise RuntimeError("training produced no model (no finite validation NME): see %s" % LOG_CSV)
+    # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
+    state["finished"] = True
+    _write_json(os.path.join(run_dir, STATE_JSON), state)
+    return state

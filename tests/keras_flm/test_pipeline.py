@@ -1,0 +1,130 @@
+"""Crop cache and augmentation geometry: crops match the runtime contract, landmarks move
+with the pixels, flips swap left and right."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_flm.config import AugmentConfig
+from keras_flm.data.cache import CropCache, build_cache, cache_spec
+from keras_flm.data.pipeline import NO_AUGMENT, TARGET_DIMS, augment_geometry, make_dataset, unpack_targets
+from runtime.landmarks import MIRROR
+from runtime.preprocess import CropSpec, box_from_landmarks, crop_face, normalize_input, to_crop_normalised
+from runtime.wflw import load_image, read_annotations, subset
+
+tf = pytest.importorskip("tensorflow")
+SPEC = CropSpec()
+
+
+@pytest.fixture(scope="module")
+def faces(faces98, tmp_path_factory):
+    recs = subset(read_annotations(faces98, "train"), 12, seed=5)
+    cache = build_cache(recs, str(faces98), "train", SPEC, 1.75, cache_dir=str(tmp_path_factory.mktemp("c")),
+                        progress=False)
+    return recs, cache
+
+
+def _geometry(cache, aug=NO_AUGMENT, **fixed):
+    x, p, e = augment_geometry(tf.constant(np.asarray(cache.images)), tf.constant(cache.landmarks),
+                               tf.constant(cache.euler), aug, SPEC, training=bool(fixed), **fixed)
+    return x.numpy(), p.numpy(), e.numpy()
+
+
+def test_cache_spec_keeps_pixel_size():
+    cspec, off = cache_spec(SPEC, 1.75)
+    assert cspec.size == 112 + 2 * off and off == 42
+    assert math.isclose(cspec.scale / cspec.size, SPEC.scale / SPEC.size)
+
+
+def test_unaugmented_crop_is_the_runtime_crop(faces):
+    recs, cache = faces
+    x, pts, _ = _geometry(cache)
+    crops, cpts = cache.contract_crops()
+    for i, r in enumerate(recs):
+        ref, affine = crop_face(load_image(r), box_from_landmarks(r.landmarks), SPEC)
+        # same frame samples; OpenCV's fixed-point bilinear weights may differ by a level or two
+        assert np.abs(x[i] - ref.astype(np.float32)).max() <= 3
+        assert np.abs(crops[i].astype(int) - ref).mean() < 0.5
+        assert np.allclose(pts[i], to_crop_normalised(r.landmarks, affine), atol=1e-5)
+        assert np.allclose(cpts[i], pts[i], atol=1e-5)
+
+
+def test_validation_dataset_matches_normalize_input(faces):
+    _, cache = faces
+    xb, yb = next(iter(make_dataset(cache, 12, training=False)))
+    crops, pts = cache.contract_crops()
+    assert yb.shape == (12, TARGET_DIMS)
+    assert np.allclose(xb.numpy(), normalize_input(crops), atol=3 / 128 + 1e-6)
+    lm, eul, attrs = unpack_targets(yb.numpy())
+    assert np.allclose(lm, pts, atol=1e-5)
+    assert np.allclose(eul, np.deg2rad(cache.euler), atol=1e-5)
+    assert np.array_equal(attrs, cache.attributes)
+
+
+def _dot_cache(points):
+    """A cache of one black crop with a bright 3x3 dot at each given point."""
+    cspec, off = cache_spec(SPEC, 1.75)
+    img = np.zeros((1, cspec.size, cspec.size), np.uint8)
+    lm = np.full((1, 98, 2), cspec.size / 2.0, np.float32)
+    for k, (u, v) in points.items():
+        lm[0, k] = (u, v)
+        img[0, v - 1:v + 2, u - 1:u + 2] = 255
+    meta = {"offset": off, "crop": SPEC.to_dict()}
+    return CropCache(img, lm, np.zeros((1, 3), np.float32), np.zeros((1, 6), np.int8), np.zeros(1, np.int32),
+                     ["dots"], meta)
+
+
+def _brightest(img):
+    blurred = cv2.GaussianBlur(img.astype(np.float32), (5, 5), 0)
+    v, u = np.unravel_index(np.argmax(blurred), blurred.shape)
+    return np.array([u, v], np.float32)
+
+
+@pytest.mark.parametrize("angle, scale, shift, flip", [(25.0, 1.0, (0, 0), False),
+                                                      (-30.0, 1.1, (0.08, -0.05), False),
+                                                      (12.0, 0.9, (-0.1, 0.1), True)])
+def test_landmarks_move_with_the_pixels(angle, scale, shift, flip):
+    cache = _dot_cache({60: (80, 90)})
+    x, pts, _ = _geometry(cache, AugmentConfig(), flip_mask=tf.constant([flip]),
+                          angles_deg=tf.constant([angle]), scales=tf.constant([scale]),
+                          shifts=tf.constant([shift], tf.float32))
+    k = MIRROR[60] if flip else 60
+    assert np.abs(_brightest(x[0]) - pts[0, k] * 112).max() <= 1.0
+
+
+def test_flip_maps_right_eye_to_left_eye(faces):
+    _, cache = faces
+    b = len(cache)
+    _, p0, e0 = _geometry(cache, AugmentConfig(), flip_mask=tf.zeros([b], tf.bool), angles_deg=tf.zeros([b]),
+                          scales=tf.ones([b]), shifts=tf.zeros([b, 2]))
+    _, p1, e1 = _geometry(cache, AugmentConfig(), flip_mask=tf.ones([b], tf.bool), angles_deg=tf.zeros([b]),
+                          scales=tf.ones([b]), shifts=tf.zeros([b, 2]))
+    # the subject's right eye (60-67) of the flipped face is the mirrored left eye (68-75)
+    assert np.allclose(p1[:, 60:68, 0], 1.0 - p0[:, [MIRROR[i] for i in range(60, 68)], 0], atol=1e-5)
+    assert (p1[:, 60, 0] < p1[:, 72, 0]).all() and (p0[:, 60, 0] < p0[:, 72, 0]).all()
+    assert np.allclose(e1, e0 * [1, -1, -1], atol=1e-4)
+
+
+def test_euler_labels_follow_rotation(faces):
+    from runtime.headpose import euler_from_landmarks
+
+    _, cache = faces
+    b = len(cache)
+    angles = np.linspace(-30, 30, b).astype(np.float32)
+    _, p, e = _geometry(cache, AugmentConfig(), flip_mask=tf.zeros([b], tf.bool),
+                        angles_deg=tf.constant(angles), scales=tf.ones([b]), shifts=tf.zeros([b, 2]))
+    assert np.allclose(e[:, 2], cache.euler[:, 2] - angles, atol=1e-3)
+    solved = np.array([euler_from_landmarks(p[i] * 112, 112) for i in range(b)])
+    assert np.abs(solved[:, 2] - e[:, 2]).max() < 3.0
+
+
+def test_training_dataset_is_augmented_and_finite(faces):
+    _, cache = faces
+    ds = make_dataset(cache, 4, AugmentConfig(), SPEC, training=True, seed=1)
+    batches = list(ds)
+    assert len(batches) == 3  # 12 faces, drop_remainder
+    x, y = batches[0]
+    assert x.shape == (4, 112, 112, 1) and x.dtype == tf.float32
+    assert np.isfinite(x.numpy()).all() and np.isfinite(y.numpy()).all()
+    assert x.numpy().min() >= -1.0 and x.numpy().max() <= 127 / 128

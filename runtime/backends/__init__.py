@@ -1,4 +1,4 @@
-"""Backend registry: pick an engine from the model file (or `--backend`)."""
+"""Backend registry: pick an engine from the model file, a board bundle dir, or `--backend`."""
 import os
 from typing import Callable, Dict, Optional
 
@@ -35,23 +35,36 @@ def backend_for_path(path: str) -> str:
     """Backend name implied by a model file's suffix."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in _BY_SUFFIX:
-        raise BackendError("cannot tell the backend for %s: expected one of %s (or pass --backend)"
+        raise BackendError("cannot tell the backend for %s: expected a board bundle directory or a model "
+                           "file ending in one of %s (or pass --backend)"
                            % (path, ", ".join(sorted(_BY_SUFFIX))))
     return _BY_SUFFIX[ext]
 
 
-def load_backend(path: str, backend: Optional[str] = None, spec: CropSpec = DEFAULT_SPEC,
-                 threads: Optional[int] = None) -> Backend:
-    """Load a model file once and return a ready Backend."""
+def resolve_model(path: str, backend: Optional[str] = None, spec: Optional[CropSpec] = None):
+    """(model file, backend name, crop spec) for a model file or a bundle directory.
+
+    A bundle's meta.json carries the crop contract; a bare model file uses `spec` (default:
+    the contract's defaults)."""
+    if backend is not None and backend not in BACKENDS:
+        raise BackendError("unknown backend %r; choose from %s" % (backend, ", ".join(BACKENDS)))
+    if os.path.isdir(path):
+        from runtime.bundle import load_bundle
+
+        b = load_bundle(path)
+        model = b.model_for(backend)
+        return model, backend or backend_for_path(model), b.spec
     if not os.path.isfile(path):
-        raise BackendError("model file not found: %s" % path)
-    name = backend or backend_for_path(path)
-    factories = _factories()
-    if name not in factories:
-        raise BackendError("unknown backend %r; choose from %s" % (name, ", ".join(factories)))
-    if name == "vart":
-        return factories[name](path, spec)
-    return factories[name](path, spec, threads=threads)
+        raise BackendError("model not found: %s (pass a board bundle directory or a "
+                           ".xmodel/.onnx/.tflite/.h5 file)" % path)
+    return path, backend or backend_for_path(path), spec or DEFAULT_SPEC
 
 
-__all__ = ["Backend", "BackendError", "BACKENDS", "backend_for_path", "load_backend"]
+def load_backend(path: str, backend: Optional[str] = None, spec: Optional[CropSpec] = None,
+                 threads: Optional[int] = None) -> Backend:
+    """Load a model file (or the right file of a bundle dir) once and return a ready Backend."""
+    model, name, crop = resolve_model(path, backend, spec)
+    return _factories()[name](model, crop, threads=threads)
+
+
+__all__ = ["Backend", "BackendError", "BACKENDS", "backend_for_path", "load_backend", "resolve_model"]

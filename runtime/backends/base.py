@@ -16,6 +16,19 @@ class BackendError(RuntimeError):
     """A model file cannot be loaded or run by the chosen backend."""
 
 
+def input_lut(spec: CropSpec = DEFAULT_SPEC) -> np.ndarray:
+    """uint8 pixel -> float32 model input, bit-identical to `normalize_input` (one gather per
+    crop instead of a cast, a subtract and a multiply, and no temporaries)."""
+    return (np.arange(256, dtype=np.float32) - spec.input_mean) * spec.input_scale
+
+
+def check_output_size(values_per_face: Optional[int], path: str, what: str) -> None:
+    """Fail at load time, naming the file, when a model does not output 98 (x, y) pairs."""
+    if values_per_face is not None and values_per_face != 2 * NUM_POINTS:
+        raise BackendError("%s: %s gives %d values per face; a landmark model outputs %d (98 x, y)"
+                           % (path, what, values_per_face, 2 * NUM_POINTS))
+
+
 class Backend:
     """Base class: subclasses implement `_run(float_or_int_input) -> (N, 196) float32`."""
 

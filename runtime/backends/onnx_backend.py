@@ -1,10 +1,17 @@
-"""ONNX Runtime backend (flm's FP32/INT8 ONNX exports)."""
+"""ONNX Runtime backend (flm's FP32/INT8 ONNX exports).
+
+Thread count is configurable (`threads`): in the live pipeline one intra-op thread usually
+wins, because the other core decodes video and draws the overlay."""
 from typing import Any, Dict, Optional
 
 import numpy as np
 
-from runtime.backends.base import Backend, BackendError
+from runtime.backends.base import Backend, BackendError, check_output_size, input_lut
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
+
+
+def _static(dim: Any) -> Optional[int]:
+    return dim if isinstance(dim, int) and dim > 0 else None
 
 
 class OnnxBackend(Backend):
@@ -26,13 +33,24 @@ class OnnxBackend(Backend):
         except Exception as e:  # onnxruntime raises its own exception types
             raise BackendError("%s is not a loadable ONNX model: %s" % (path, e)) from e
         inp = self.session.get_inputs()[0]
+        out = self.session.get_outputs()[0]
         self.input_name = inp.name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_name = out.name
         shape = list(inp.shape)
-        self.nchw = len(shape) == 4 and shape[1] == 1 and shape[3] != 1
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        if len(shape) != 4 or 1 not in (shape[1], shape[3]):
+            raise BackendError("%s: input %s has shape %s; expected (N, %d, %d, 1) or (N, 1, %d, %d)"
+                               % (path, inp.name, shape, spec.size, spec.size, spec.size, spec.size))
+        if inp.type != "tensor(float)":
+            raise BackendError("%s: input %s is %s; flm models take the float input of the crop contract"
+                               % (path, inp.name, inp.type))
+        self.nchw = shape[1] == 1 and shape[3] != 1
+        self._fixed_batch = _static(shape[0])
+        dims = [_static(d) for d in out.shape[1:]]
+        check_output_size(int(np.prod(dims)) if dims and all(dims) else None, path, "output %s" % out.name)
         self.input_type = inp.type
-        self._buf = None  # type: Optional[np.ndarray]
+        self.threads = threads
+        self._lut = input_lut(spec)
+        self._bufs = {}  # type: Dict[int, np.ndarray]
 
     @property
     def batch_size(self) -> Optional[int]:
@@ -40,19 +58,27 @@ class OnnxBackend(Backend):
 
     def info(self) -> Dict[str, Any]:
         d = super().info()
-        d.update(input=self.input_name, input_type=self.input_type, threads=self.session.get_session_options()
-                 .intra_op_num_threads)
+        d.update(input=self.input_name, input_type=self.input_type, threads=self.threads or "default")
         return d
 
     def _input(self, crops_u8: np.ndarray) -> np.ndarray:
         n = len(crops_u8)
-        shape = (n, 1) + crops_u8.shape[1:] if self.nchw else crops_u8.shape + (1,)
-        if self._buf is None or self._buf.shape != shape:
-            self._buf = np.empty(shape, np.float32)
-        src = crops_u8[:, None] if self.nchw else crops_u8[..., None]
-        np.subtract(src, self.spec.input_mean, out=self._buf, casting="unsafe")
-        self._buf *= self.spec.input_scale
-        return self._buf
+        buf = self._bufs.get(n)
+        if buf is None:  # one buffer per batch size seen: no per-call allocation after warm-up
+            shape = (n, 1) + crops_u8.shape[1:] if self.nchw else crops_u8.shape + (1,)
+            buf = self._bufs[n] = np.empty(shape, np.float32)
+        np.take(self._lut, crops_u8, out=buf.reshape(crops_u8.shape))
+        return buf
 
     def _run(self, crops_u8: np.ndarray) -> np.ndarray:
+        if self._fixed_batch and len(crops_u8) != self._fixed_batch:
+            return np.concatenate([self._run_fixed(crops_u8[i:i + self._fixed_batch])
+                                   for i in range(0, len(crops_u8), self._fixed_batch)])
         return self.session.run([self.output_name], {self.input_name: self._input(crops_u8)})[0]
+
+    def _run_fixed(self, chunk: np.ndarray) -> np.ndarray:
+        k, b = len(chunk), self._fixed_batch
+        if k < b:
+            chunk = np.concatenate([chunk, np.zeros((b - k,) + chunk.shape[1:], np.uint8)])
+        y = self.session.run([self.output_name], {self.input_name: self._input(chunk)})[0]
+        return y.reshape(b, -1)[:k]

@@ -1,0 +1,148 @@
+"""`flm quantize ptq|qat`, `flm export onnx|tflite`, `flm report` (entry points in pyproject).
+
+No TensorFlow at import: every command imports its machinery inside the function, so
+`flm --help` stays fast and TF-free.
+"""
+import click
+
+from quant.config import GRANULARITIES, IO_TYPES, SCHEMES, ExportConfig, PtqConfig, QatConfig
+
+_RUN = click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
+                    help="Run directory (runs/NAME) holding config.json and fp32.h5 from `flm train`.")
+_EVAL = click.option("--eval/--no-eval", "evaluate", default=True, show_default=True,
+                     help="Score every artifact written on the test split (metrics.json, like `flm eval`).")
+_IO = click.option("--io", type=click.Choice(IO_TYPES), default=PtqConfig.io, show_default=True,
+                   help="TFLite input/output tensor type (the inside is INT8 either way).")
+_SCHEME = click.option("--scheme", type=click.Choice(SCHEMES), default="default", show_default=True,
+                       help="default = TFLite 8-bit (per-tensor weights, asymmetric activations); "
+                            "pof2 = the DPU's symmetric power-of-two scales.")
+
+
+def _set(obj, **kwargs):
+    for k, v in kwargs.items():
+        if v is not None:
+            setattr(obj, k, v)
+    return obj
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group()
+def quantize() -> None:
+    """INT8 quantization of a trained run: PTQ and QAT, TFLite and ONNX."""
+
+
+@quantize.command("ptq")
+@_RUN
+@click.option("--calib", type=click.IntRange(1), default=PtqConfig.calib_images, show_default=True,
+              help="Calibration images from the run's training split (paper: 500).")
+@_IO
+@_SCHEME
+@click.option("--granularity", type=click.Choice(GRANULARITIES), default=PtqConfig.granularity,
+              show_default=True, help="TFLite weight scales of ptq_int8.tflite (a per-channel variant "
+                                      "ptq_int8_pc.tflite is written too, for comparison).")
+@click.option("--onnx/--no-onnx", default=True, show_default=True,
+              help="Also ONNX Runtime static QDQ (per-tensor and per-channel) from fp32.onnx.")
+@click.option("--seed", type=int, default=PtqConfig.calib_seed, show_default=True,
+              help="Which calibration images are drawn.")
+@_EVAL
+def ptq_cmd(run_dir, calib, io, scheme, granularity, onnx, seed, evaluate) -> None:
+    """Post-training quantization: RUN/ptq_int8.tflite (+ _pc), ptq_int8.onnx (+ _pc), or ptq_pof2.tflite.
+
+    Calibration time and settings go to RUN/quant.json, parity to RUN/parity.json.
+    """
+    from quant import flows
+
+    pcfg = _set(PtqConfig(), calib_images=calib, io=io, granularity=granularity, calib_seed=seed)
+    flows.ptq(run_dir, pcfg, ExportConfig(), scheme, onnx=onnx, evaluate=evaluate, log=_echo)
+
+
+@quantize.command("qat")
+@_RUN
+@_SCHEME
+@click.option("--epochs", type=click.IntRange(1), default=QatConfig.epochs, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=QatConfig.lr, show_default=True,
+              help="Initial fine-tuning learning rate (cosine decay to --lr-min).")
+@click.option("--lr-min", type=click.FloatRange(min=0, min_open=True), default=QatConfig.lr_min,
+              show_default=True)
+@click.option("--patience", type=click.IntRange(1), default=QatConfig.patience, show_default=True,
+              help="Early stopping on validation NME (epochs).")
+@click.option("--batch-size", type=click.IntRange(1), default=QatConfig.batch_size, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(0), default=QatConfig.steps_per_epoch,
+              show_default=True, help="0 = one pass over the training split.")
+@click.option("--max-images", type=click.IntRange(0), default=QatConfig.max_images, show_default=True,
+              help="Fine-tune on a deterministic subset (quick runs); 0 = the run's own selection.")
+@click.option("--calib", type=click.IntRange(1), default=QatConfig.calib_images, show_default=True,
+              help="Calibration images that initialise the activation ranges.")
+@_IO
+@click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also export ONNX QDQ.")
+@_EVAL
+def qat_cmd(run_dir, scheme, epochs, lr, lr_min, patience, batch_size, steps_per_epoch, max_images, calib, io,
+            onnx, evaluate) -> None:
+    """Quantization-aware fine-tuning from RUN/train.h5: RUN/qat_int8.{tflite,onnx} (or qat_pof2.*)."""
+    from quant import flows
+
+    if lr_min > lr:
+        raise click.BadParameter("--lr-min %g is above --lr %g" % (lr_min, lr), param_hint="--lr-min")
+    qcfg = _set(QatConfig(), epochs=epochs, lr=lr, lr_min=lr_min, patience=patience, batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch, max_images=max_images, calib_images=calib)
+    flows.qat(run_dir, qcfg, _set(PtqConfig(), io=io), ExportConfig(), scheme, onnx=onnx, evaluate=evaluate,
+              log=_echo)
+
+
+@click.group()
+def export() -> None:
+    """FP32 exports of RUN/fp32.h5 with parity checks against Keras on real crops."""
+
+
+@export.command("onnx")
+@_RUN
+@click.option("--opset", type=click.IntRange(13), default=ExportConfig.onnx_opset, show_default=True)
+@_EVAL
+def export_onnx(run_dir, opset, evaluate) -> None:
+    """RUN/fp32.onnx (tf2onnx, fixed opset, dynamic batch); parity in RUN/parity.json."""
+    from quant import flows
+
+    xcfg = _set(ExportConfig(), onnx_opset=opset)
+    out = flows.export_onnx(run_dir, xcfg, _echo)
+    _fail_on_parity(out)
+    if evaluate:
+        flows._evaluate(run_dir, [out["path"]], flows.R.load_config(run_dir), _echo)
+
+
+@export.command("tflite")
+@_RUN
+@_EVAL
+def export_tflite(run_dir, evaluate) -> None:
+    """RUN/fp32.tflite; parity in RUN/parity.json."""
+    from quant import flows
+
+    out = flows.export_tflite(run_dir, ExportConfig(), _echo)
+    _fail_on_parity(out)
+    if evaluate:
+        flows._evaluate(run_dir, [out["path"]], flows.R.load_config(run_dir), _echo)
+
+
+def _fail_on_parity(out) -> None:
+    p = out["parity"]
+    if not p.get("ok", True):
+        raise click.ClickException("parity check failed for %s: max |diff| %.3g > %.3g (see parity.json)"
+                                   % (out["path"], p["max_abs_diff"], p["tolerance"]))
+
+
+@click.command("report")
+@_RUN
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Score artifacts whose metrics.json entry is missing or older than the file.")
+@click.option("--compare", "compare", multiple=True, type=click.Path(file_okay=False),
+              help="Other run(s) to add as rows (e.g. the relu6 run beside the relu one).")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="test = the WFLW test list; val = the run's held-out validation faces.")
+def report(run_dir, evaluate, compare, split) -> None:
+    """Table 2 (NME, accuracy, FR, AUC, size, quantization time, compression) -> RUN/report.md + PNG."""
+    from quant.report import write_report
+
+    path = write_report(run_dir, evaluate=evaluate, compare=list(compare), log=_echo, split=split)
+    click.echo(path)

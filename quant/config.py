@@ -1,0 +1,106 @@
+"""Quantization defaults in one place (the paper's values where it gives them).
+
+CLI flags override these; what a command actually used is written to the run's
+quant.json next to its wall times, so Table 2 can say how each artifact was made.
+"""
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Tuple
+
+#: Quantization schemes: "default" = TFLite-style 8-bit (symmetric per-tensor weights,
+#: asymmetric activations); "pof2" = the DPU's symmetric power-of-two scales.
+SCHEMES = ("default", "pof2")
+#: TFLite INT8 input/output tensor types (the inside is INT8 either way).
+IO_TYPES = ("int8", "float")
+#: Weight scale granularity of TFLite PTQ.
+GRANULARITIES = ("per-tensor", "per-channel")
+
+
+@dataclass
+class PtqConfig:
+    """Post-training quantization."""
+
+    calib_images: int = 500  # paper: 500 training images
+    calib_seed: int = 0
+    calib_batch: int = 32
+    io: str = "int8"
+    # Per-tensor weight scales by default: TFLite stores a float32 scale AND an int64 zero
+    # point per output channel of every weight and bias tensor, which costs ~0.24 MB on the
+    # width-1.0 model (1.74 MB vs 1.50 MB) and breaks the paper's 1.65 MB. The DPU is
+    # per-tensor too. The per-channel TFLite variant is still written for comparison.
+    granularity: str = "per-tensor"
+    also_per_channel: bool = True
+    # Activation ranges: "percentile" clips each tensor at the 99.9th percentile (and the
+    # 0.1th for signed tensors); "minmax" is TFLite's own calibrator. Measured on a w0.25
+    # run (val NME, FP32 8.12 %): minmax 8.41 %, p99.99 8.18 %, p99.9 8.03 %. The unbounded
+    # ReLU activations are heavy-tailed (max ~ 10 x p99.9), worst at the multi-scale concat.
+    act_calibration: str = "percentile"
+    act_percentile: float = 99.9
+    # ONNX Runtime static quantization (QDQ). On this AVX2 CPU the U8S8 kernels saturate
+    # int16 pair sums with full 8-bit int8 weights (docs/stack-notes.md). Two ways out: 7-bit
+    # int8 weights (reduce_range) or uint8 weights (U8U8, no saturation, full 8 bits).
+    # Measured on a w0.25 run (val NME, FP32 8.12 %): U8U8 8.12 / 8.14 (per-tensor /
+    # per-channel), U8S8 reduce_range 8.20 / 8.16.
+    ort_weight_type: str = "uint8"
+    ort_reduce_range: bool = False
+    ort_calibrate_method: str = "Percentile"  # with act_percentile, asymmetric
+    # pof2: positions tried above the non-overflow one (vitis-ai.md section 5: +0..4, MIN_MSE)
+    pof2_search: int = 4
+    # pof2: values sampled per tensor per calibration batch for the activation MSE search
+    pof2_sample: int = 20000
+    # pof2: emulate the DPU's average pooling (window sum x k/2^n instead of 1/area)
+    pof2_dpu_avgpool: bool = True
+
+
+@dataclass
+class QatConfig:
+    """Quantization-aware fine-tuning of the trained FP32 model (same loss as training)."""
+
+    epochs: int = 4
+    lr: float = 2e-5  # ~1/50 of training's 1e-3: fine-tune, do not retrain
+    lr_min: float = 2e-6  # cosine decay to this over the fine-tune
+    patience: int = 2  # early stopping on validation NME (epochs)
+    batch_size: int = 32
+    steps_per_epoch: int = 0  # 0 = one pass over the training split
+    max_images: int = 0  # 0 = all training images (tests use a few dozen)
+    calib_images: int = 500  # activation ranges are initialised on these before fine-tuning
+    # Keep the calibrated activation ranges during fine-tuning (True) or let TFMOT's EMA of
+    # batch min/max move them (False): the EMA drifts back towards the outliers.
+    frozen_ranges: bool = True
+    val_images: int = 0  # 0 = whole validation split
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    onnx_opset: int = 17
+    parity_crops: int = 32  # real crops used for every export's parity check
+    # Max |diff| (crop-normalised units) an FP32 export may differ from Keras: float32
+    # re-association of ~1e3-term sums gives ~1e-6; 1e-4 = 0.011 px on a 112-px crop.
+    fp32_tolerance: float = 1e-4
+
+
+@dataclass
+class BenchConfig:
+    """`flm bench` (Table 3): timing loop, repeats and the end-to-end video."""
+
+    iters: int = 200  # timed calls per batch size and repeat
+    warmup: int = 20  # untimed calls before each timed loop
+    repeats: int = 3  # passes over all artifacts (interleaved, so VM drift hits every row alike)
+    threads: int = 2  # intra-op threads of ONNX Runtime / TFLite / TF (the machine's 2 cores)
+    # intra-op threads inside the end-to-end pipeline: `flm-dpu run`'s default (1), because the other
+    # core decodes video, detects and draws; 2 spinning ORT threads there halve the FPS on 2 cores
+    pipeline_threads: int = 1
+    batches: Tuple[int, ...] = (1, 8)  # throughput batch sizes; latency percentiles come from batch 1
+    frames: int = 300  # end-to-end pipeline frames per repeat (the video loops; 0 = skip)
+    video_frames: int = 300  # length of the synthetic video rendered when none is given
+    video_size: Tuple[int, int] = (640, 480)
+    video_seed: int = 0
+    detect_every: int = 30  # as `flm-dpu run`'s default
+    eval_limit: Optional[int] = None  # foreign-model evaluation: first N test faces (None = all)
+
+
+def to_dict(*cfgs: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for c in cfgs:
+        out.update(asdict(c))
+    return out

@@ -1,0 +1,306 @@
+"""What the commands do, as functions (the CLI stays thin; tests call these directly).
+
+Each flow reads its inputs from the run directory, writes artifacts atomically, records
+settings and wall time in quant.json and parity in parity.json, and (optionally) scores
+every artifact it wrote with the runtime's evaluation into metrics.json.
+"""
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from quant import run as R
+from quant.config import ExportConfig, PtqConfig, QatConfig
+
+Log = Callable[[str], Any]
+
+
+def load_keras(path: str):
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as e:
+        import click
+
+        raise click.ClickException("%s is not a loadable Keras model: %s" % (path, e))
+
+
+def _parity_crops(run_dir: str, xcfg: ExportConfig) -> np.ndarray:
+    from quant.calibration import sample_crops
+
+    return sample_crops(run_dir, "test", xcfg.parity_crops)
+
+
+def _check_parity(run_dir: str, key: str, path: str, ref: np.ndarray, crops: np.ndarray, spec,
+                  tolerance: Optional[float], log: Log, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    from quant.export import parity
+
+    p = parity(path, ref, crops, spec, tolerance)
+    p.update(extra or {})
+    p["file"] = os.path.basename(path)
+    R.record_parity(run_dir, key, p)
+    log("parity %-16s vs Keras: max |diff| %.2e (%.3f px), mean %.2e%s"
+        % (key, p["max_abs_diff"], p["max_abs_diff_px"], p["mean_abs_diff"],
+           "" if tolerance is None else ("  OK (< %.0e)" % tolerance if p["ok"] else "  FAILED (> %.0e)" % tolerance)))
+    return p
+
+
+def _artifact_entry(path: str, t: float, **settings) -> Dict[str, Any]:
+    return dict(file=os.path.basename(path), bytes=os.path.getsize(path), wall_s=round(t, 3), **settings)
+
+
+def _evaluate(run_dir: str, paths: List[str], cfg, log: Log) -> None:
+    from quant.evaluation import evaluate_file
+
+    for p in paths:
+        evaluate_file(run_dir, p, cfg, "test", log)
+
+
+# ---------------------------------------------------------------------------------- FP32 exports
+
+def export_tflite(run_dir: str, xcfg: ExportConfig, log: Log = print, crops=None) -> Dict[str, Any]:
+    from quant.export import keras_predict, tflite_fp32
+    from quant.files import write_bytes
+
+    cfg = R.load_config(run_dir)
+    model = load_keras(R.fp32_path(run_dir))
+    t0 = time.perf_counter()
+    path = write_bytes(R.artifact(run_dir, "fp32.tflite"), tflite_fp32(model))
+    t = time.perf_counter() - t0
+    R.record_quant(run_dir, "fp32_tflite", _artifact_entry(path, t, method="export", format="tflite",
+                                                           dtype="float32"))
+    crops = _parity_crops(run_dir, xcfg) if crops is None else crops
+    p = _check_parity(run_dir, "fp32_tflite", path, keras_predict(model, crops, cfg.crop), crops, cfg.crop,
+                      xcfg.fp32_tolerance, log)
+    log("wrote %s (%.2f MB, %.1fs)" % (path, os.path.getsize(path) / 1e6, t))
+    return {"path": path, "parity": p}
+
+
+def export_onnx(run_dir: str, xcfg: ExportConfig, log: Log = print, crops=None) -> Dict[str, Any]:
+    from quant.export import keras_predict, onnx_model, save_onnx
+
+    cfg = R.load_config(run_dir)
+    model = load_keras(R.fp32_path(run_dir))
+    t0 = time.perf_counter()
+    path = save_onnx(onnx_model(model, xcfg.onnx_opset, cfg.crop), R.artifact(run_dir, "fp32.onnx"))
+    t = time.perf_counter() - t0
+    R.record_quant(run_dir, "fp32_onnx", _artifact_entry(path, t, method="export", format="onnx",
+                                                         dtype="float32", opset=xcfg.onnx_opset,
+                                                         dynamic_batch=True))
+    crops = _parity_crops(run_dir, xcfg) if crops is None else crops
+    p = _check_parity(run_dir, "fp32_onnx", path, keras_predict(model, crops, cfg.crop), crops, cfg.crop,
+                      xcfg.fp32_tolerance, log)
+    log("wrote %s (%.2f MB, %.1fs, opset %d, dynamic batch)" % (path, os.path.getsize(path) / 1e6, t,
+                                                                xcfg.onnx_opset))
+    return {"path": path, "parity": p}
+
+
+# ---------------------------------------------------------------------------------- PTQ
+
+def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "default", onnx: bool = True,
+        evaluate: bool = True, log: Log = print) -> Dict[str, Any]:
+    """PTQ of RUN/fp32.h5 on `pcfg.calib_images` training crops; see quant/ptq.py."""
+    from quant import ptq as P
+    from quant.calibration import calibration_crops
+    from quant.export import keras_predict
+    from quant.scheme import SchemeOptions
+
+    cfg = R.load_config(run_dir)
+    fp32_h5 = R.fp32_path(run_dir)
+    t_start = time.perf_counter()
+    calib = calibration_crops(run_dir, pcfg.calib_images, pcfg.calib_seed)
+    t_calib = time.perf_counter() - t_start
+    model = load_keras(fp32_h5)
+    crops = _parity_crops(run_dir, xcfg)
+    ref = keras_predict(model, crops, cfg.crop)
+    common = dict(method="ptq", scheme=scheme, calib_images=len(calib), calib_seed=pcfg.calib_seed,
+                  calib_crops_s=round(t_calib, 3), activation=cfg.model.activation, width=cfg.model.width)
+    written: List[str] = []
+    out: Dict[str, Any] = {"calib_crops_s": t_calib}
+    if scheme == "pof2":
+        written += _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, log)
+    else:
+        from quant.files import write_bytes
+
+        variants = [(pcfg.granularity, "ptq_int8.tflite")]
+        if pcfg.also_per_channel and pcfg.granularity != "per-channel":
+            variants.append(("per-channel", "ptq_int8_pc.tflite"))
+        for gran, fname in variants:
+            t0 = time.perf_counter()
+            if pcfg.act_calibration == "tflite":
+                data = P.tflite_int8(model, calib, cfg.crop, pcfg.io, gran)
+                how = "TFLite converter (min/max)"
+            else:
+                qmodel, _ = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions("default", gran == "per-channel"))
+                data = P.tflite_from_fake_quant(qmodel, pcfg.io)
+                how = _calibration_label(pcfg)
+            path = write_bytes(R.artifact(run_dir, fname), data)
+            t = time.perf_counter() - t0 + t_calib
+            R.record_quant(run_dir, R.artifact_key(path), _artifact_entry(
+                path, t, format="tflite", io=pcfg.io, granularity=gran, calibration=how, **common))
+            _check_parity(run_dir, R.artifact_key(path), path, ref, crops, cfg.crop, None, log)
+            log("wrote %s (%.3f MB, %s, %s I/O, %.1fs incl. %.1fs cropping)"
+                % (path, os.path.getsize(path) / 1e6, gran, pcfg.io, t, t_calib))
+            written.append(path)
+        if onnx:
+            written += _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
+    out["artifacts"] = written
+    if evaluate:
+        _evaluate(run_dir, written, cfg, log)
+    return out
+
+
+def _calibration_label(pcfg: PtqConfig) -> str:
+    if pcfg.act_calibration == "percentile":
+        return "activation ranges at the %g/%g percentiles" % (100 - pcfg.act_percentile, pcfg.act_percentile)
+    return "activation ranges min/max"
+
+
+def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts):
+    """Fake-quant copy of `model` with every range calibrated on `calib`: PTQ as a Keras model."""
+    from quant.ranges import init_ranges
+    from quant.scheme import quantize
+
+    qmodel, folded = quantize(model, opts, cfg.crop)
+    chosen = init_ranges(qmodel, folded, calib, opts.scheme, cfg.crop, opts.search, pcfg.pof2_sample,
+                         method=pcfg.act_calibration, percentile=pcfg.act_percentile)
+    return qmodel, chosen
+
+
+def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log) -> List[str]:
+    from quant import ptq as P
+    from quant.export import ort_kernel_check
+
+    fp32_onnx = R.artifact(run_dir, "fp32.onnx")
+    if not os.path.isfile(fp32_onnx) or os.path.getmtime(fp32_onnx) < os.path.getmtime(R.fp32_path(run_dir)):
+        export_onnx(run_dir, xcfg, log, crops)
+    written = []
+    for per_channel, fname in ((False, "ptq_int8.onnx"), (True, "ptq_int8_pc.onnx")):
+        t0 = time.perf_counter()
+        path = R.artifact(run_dir, fname)
+        settings = P.ort_static(fp32_onnx, path, calib, cfg.crop, per_channel, pcfg.ort_reduce_range,
+                                pcfg.ort_calibrate_method, pcfg.act_percentile, pcfg.ort_weight_type)
+        t = time.perf_counter() - t0 + t_calib
+        key = R.artifact_key(path)
+        R.record_quant(run_dir, key, _artifact_entry(path, t, **dict(common, **settings,
+                                                                      granularity="per-channel" if per_channel
+                                                                      else "per-tensor")))
+        _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log, ort_kernel_check(path, crops, cfg.crop))
+        log("wrote %s (%.3f MB, QDQ %s, %.1fs)" % (path, os.path.getsize(path) / 1e6,
+                                                   "per-channel" if per_channel else "per-tensor", t))
+        written.append(path)
+    return written
+
+
+def _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, log) -> List[str]:
+    from quant import ptq as P
+    from quant.evaluation import evaluate_emulation
+    from quant.export import keras_predict
+    from quant.files import write_bytes
+    from quant.scheme import SchemeOptions
+
+    t0 = time.perf_counter()
+    qmodel, positions = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions(
+        "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool))
+    t_fq = time.perf_counter() - t0
+    path = write_bytes(R.artifact(run_dir, "ptq_pof2.tflite"), P.tflite_from_fake_quant(qmodel, pcfg.io))
+    t = time.perf_counter() - t0 + common["calib_crops_s"]
+    key = R.artifact_key(path)
+    R.record_quant(run_dir, key, _artifact_entry(
+        path, t, format="tflite", io=pcfg.io, granularity="per-tensor power-of-two",
+        calibration="MIN_MSE position search (+0..%d)" % pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool,
+        fake_quant_s=round(t_fq, 3), activation_positions=positions, **common))
+    fq = keras_predict(qmodel, crops, cfg.crop)
+    _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log,
+                  {"vs_fake_quant_max_abs_diff": float(np.abs(fq - _infer(path, crops, cfg.crop)).max())})
+    log("wrote %s (%.3f MB, power-of-two scales, %.1fs)" % (path, os.path.getsize(path) / 1e6, t))
+    if evaluate:
+        for split in ("test", "val"):
+            evaluate_emulation(run_dir, qmodel, "ptq_pof2_dpu", cfg, split, log,
+                               {"scheme": "pof2", "method": "ptq", "what": "Keras fake-quant, DPU rounding"})
+    return [path]
+
+
+def _infer(path: str, crops: np.ndarray, spec) -> np.ndarray:
+    from runtime.backends import load_backend
+
+    be = load_backend(path, spec=spec)
+    try:
+        return be.infer(crops)
+    finally:
+        be.close()
+
+
+# ---------------------------------------------------------------------------------- QAT
+
+def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "default",
+        onnx: bool = True, evaluate: bool = True, log: Log = print) -> Dict[str, Any]:
+    from quant import ptq as P
+    from quant.calibration import calibration_crops
+    from quant.export import keras_predict, ort_kernel_check
+    from quant.files import write_bytes
+    from quant.qat import float_folded_model, run_qat
+
+    cfg = R.load_config(run_dir)
+    R.fp32_path(run_dir)
+    train_path = R.training_model_path(run_dir)
+    t_start = time.perf_counter()
+    calib = calibration_crops(run_dir, qcfg.calib_images, pcfg.calib_seed)
+    result = run_qat(load_keras(train_path), cfg, qcfg, scheme, calib, pcfg, log=log)
+    qinfer, hist = result["qinfer"], result["history"]
+    t_train = time.perf_counter() - t_start
+    stem = "qat_int8" if scheme == "default" else "qat_pof2"
+    t0 = time.perf_counter()
+    tfl = write_bytes(R.artifact(run_dir, stem + ".tflite"), P.tflite_from_fake_quant(qinfer, pcfg.io))
+    t_tfl = time.perf_counter() - t0
+    written = [tfl]
+    crops = _parity_crops(run_dir, xcfg)
+    fp32_ref = keras_predict(load_keras(R.fp32_path(run_dir)), crops, cfg.crop)
+    fq = keras_predict(qinfer, crops, cfg.crop)
+    common = dict(method="qat", scheme=scheme, activation=cfg.model.activation, width=cfg.model.width,
+                  calib_images=len(calib), fine_tune_s=round(t_train, 3), epochs_run=len(hist["val_nme"]) - 1,
+                  best_epoch=hist["best_epoch"], val_nme_before=hist["val_nme"][0],
+                  val_nme_best=hist["best_val_nme"], val_nme_history=hist["val_nme"],
+                  qat=asdict(qcfg), train_faces=hist["train_faces"], val_faces=hist["val_faces"])
+    key = R.artifact_key(tfl)
+    R.record_quant(run_dir, key, _artifact_entry(tfl, t_train + t_tfl, format="tflite", io=pcfg.io, **common))
+    _check_parity(run_dir, key, tfl, fp32_ref, crops, cfg.crop, None, log,
+                  {"vs_fake_quant_max_abs_diff": float(np.abs(fq - _infer(tfl, crops, cfg.crop)).max())})
+    log("wrote %s (%.3f MB)" % (tfl, os.path.getsize(tfl) / 1e6))
+    if onnx and scheme == "default":
+        from quant.onnx_qdq import int8_onnx
+
+        t0 = time.perf_counter()
+        onx = int8_onnx(tfl, R.artifact(run_dir, stem + ".onnx"), xcfg.onnx_opset)
+        t_onx = time.perf_counter() - t0
+        key = R.artifact_key(onx)
+        R.record_quant(run_dir, key, _artifact_entry(onx, t_train + t_tfl + t_onx, format="onnx",
+                                                     opset=xcfg.onnx_opset, made_from=os.path.basename(tfl),
+                                                     onnx_types="U8U8 QDQ", **common))
+        extra = ort_kernel_check(onx, crops, cfg.crop)
+        extra["vs_tflite_max_abs_diff"] = float(np.abs(_infer(tfl, crops, cfg.crop) - _infer(onx, crops, cfg.crop))
+                                                .max())
+        _check_parity(run_dir, key, onx, fp32_ref, crops, cfg.crop, None, log, extra)
+        log("wrote %s (%.3f MB, from %s)" % (onx, os.path.getsize(onx) / 1e6, os.path.basename(tfl)))
+        written.append(onx)
+    folded = float_folded_model(result["qtrain"], result["folded"])
+    from quant.qat import landmark_model
+
+    h5 = R.artifact(run_dir, stem + "_float.h5")
+    from quant.files import write_with
+
+    write_with(h5, lambda tmp: landmark_model(folded).save(tmp, save_format="h5", include_optimizer=False))
+    log("wrote %s (QAT-tuned float weights, BN folded: input for vai_q)" % h5)
+    if evaluate:
+        _evaluate(run_dir, written, cfg, log)
+        if scheme == "pof2":
+            from quant.evaluation import evaluate_emulation
+
+            for split in ("test", "val"):
+                evaluate_emulation(run_dir, qinfer, "qat_pof2_dpu", cfg, split, log,
+                                   {"scheme": "pof2", "method": "qat", "what": "Keras fake-quant, DPU rounding"})
+    return {"artifacts": written, "history": hist, "wall_s": time.perf_counter() - t_start}

@@ -1,0 +1,145 @@
+"""Initialise a fake-quant model's activation ranges from calibration crops.
+
+TFMOT's activation ranges start at [-6, 6] and move by EMA(0.999) per training step, so a
+short fine-tune would train against coarse, wrong ranges (docs/stack-notes.md). Instead we
+run the calibration crops through the BN-folded float model, record each quantized
+tensor's statistics and write them into the quantizers' variables:
+  * "default": the global min / max over the calibration set (what the TFLite calibrator
+    uses for PTQ), so QAT starts from the PTQ ranges;
+  * "pof2": the DPU's MIN_MSE position (quant.pof2.mse_position) on a random sample of
+    each tensor, starting from the non-overflow position of the global max |x|.
+Weight quantizers keep their range in variables that only a training step updates
+(TFMOT's LastValueQuantizer starts at +-6!), so `init_weight_ranges` sets them from the
+current weights as a training step would: the symmetric max |w| (default) or the MIN_MSE
+half-to-even position (pof2).
+"""
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from keras_flm.keras_compat import get_keras
+from quant import pof2
+from runtime.preprocess import DEFAULT_SPEC, CropSpec, normalize_input
+
+
+def quantized_outputs(qmodel) -> List[Tuple[object, str]]:
+    """(wrapper, float layer name) for every wrapper whose output carries a quantizer with state."""
+    out = []
+    for layer in qmodel.layers:
+        quantizers = getattr(layer, "_output_quantizers", None)
+        if quantizers and getattr(layer, "_output_quantizer_vars", None):
+            out.append((layer, layer.layer.name))
+    return out
+
+
+def collect_stats(float_model, names: List[str], crops: np.ndarray, spec: CropSpec = DEFAULT_SPEC,
+                  batch: int = 16, sample: int = 0, seed: int = 0) -> Dict[str, Dict[str, object]]:
+    """{layer: {"min", "max", "max_abs", "sample"}} of the named layers' outputs on `crops`."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    keras = get_keras()
+    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    fn = tf.function(lambda x: probe(x, training=False))
+    rng = np.random.default_rng(seed)
+    stats = {n: {"min": np.inf, "max": -np.inf, "parts": []} for n in names}
+    x_all = normalize_input(crops, spec)
+    for start in tqdm(range(0, len(x_all), batch), desc="activation ranges", unit="batch", leave=False):
+        outs = fn(tf.constant(x_all[start:start + batch]))
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for n, o in zip(names, outs):
+            a = o.numpy().ravel()
+            s = stats[n]
+            s["min"] = min(s["min"], float(a.min()))
+            s["max"] = max(s["max"], float(a.max()))
+            if sample:
+                s["parts"].append(a if a.size <= sample else rng.choice(a, sample, replace=False))
+    for s in stats.values():
+        parts = s.pop("parts")
+        s["sample"] = np.concatenate(parts) if parts else None
+        s["max_abs"] = max(abs(s["min"]), abs(s["max"]))
+    return stats
+
+
+def init_weight_ranges(qmodel) -> int:
+    """Set every weight quantizer's range from the current weights; returns how many."""
+    from tensorflow_model_optimization.quantization.keras import quantizers
+
+    n = 0
+    for layer in qmodel.layers:
+        for weight, quantizer, qvars in getattr(layer, "_weight_vars", []):
+            if isinstance(quantizer, pof2.Pof2WeightQuantizer):
+                pof2.set_position(qvars, pof2.mse_position(weight.numpy(), search=quantizer.search,
+                                                           half_up=False))
+                n += 1
+            elif isinstance(quantizer, quantizers.LastValueQuantizer) and "min_var" in qvars:
+                w = weight.numpy()
+                axes = tuple(range(w.ndim - 1)) if quantizer.per_axis else None
+                m = np.max(np.abs(w), axis=axes)
+                qvars["min_var"].assign(np.broadcast_to(-m, qvars["min_var"].shape))
+                qvars["max_var"].assign(np.broadcast_to(m, qvars["max_var"].shape))
+                n += 1
+    return n
+
+
+METHODS = ("percentile", "minmax")
+
+
+def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropSpec = DEFAULT_SPEC,
+                search: int = 4, sample: int = 20000, batch: int = 16, seed: int = 0,
+                method: str = "percentile", percentile: float = 99.9) -> Dict[str, object]:
+    """Write calibrated ranges into `qmodel`'s quantizers; return what was set per layer.
+
+    `float_model` must hold the float layers the wrappers wrap (the BN-folded model
+    `quant.scheme.quantize` built on; its layer names match `wrapper.layer.name`).
+    Default scheme: `method` "percentile" clips each tensor at its `percentile` /
+    100 - `percentile` values (ReLU activations are heavy-tailed: max ~ 10 x p99.9, and a
+    min/max range wastes the 256 levels on a few outliers); "minmax" is the TFLite
+    calibrator's choice. pof2: MIN_MSE positions (the DPU's method).
+    """
+    if method not in METHODS:
+        raise ValueError("calibration method must be one of %s, got %r" % (", ".join(METHODS), method))
+    init_weight_ranges(qmodel)
+    targets = quantized_outputs(qmodel)
+    names = [n for _, n in targets]
+    need_sample = scheme == "pof2" or method == "percentile"
+    stats = collect_stats(float_model, names, crops, spec, batch, sample if need_sample else 0, seed)
+    chosen: Dict[str, object] = {}
+    for wrapper, name in targets:
+        s = stats[name]
+        v = wrapper._output_quantizer_vars
+        q = wrapper._output_quantizers[0]
+        if scheme == "pof2":
+            gain = getattr(q, "gain", 1.0)
+            pos = pof2.mse_position(s["sample"] * gain, s["max_abs"] * gain, search, half_up=True)
+            if "min_var" in v:
+                pof2.set_position(v, pos)
+            if "pre_min_var" in v:
+                pof2.set_position(v, pos, "pre_")
+            chosen[name] = pos
+            continue
+        lo, hi = s["min"], s["max"]
+        if method == "percentile":
+            lo, hi = (float(x) for x in np.percentile(s["sample"], [100.0 - percentile, percentile]))
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # TFLite needs 0 exactly representable
+        if hi - lo < 1e-6:
+            hi = lo + 1e-6
+        v["min_var"].assign(lo)
+        v["max_var"].assign(hi)
+        chosen[name] = (lo, hi)
+    if scheme == "pof2":
+        _tie_pools_to_concat(targets, float_model, chosen)
+    return chosen
+
+
+def _tie_pools_to_concat(targets, float_model, chosen: Dict[str, object]) -> None:
+    """A pooled tensor feeding a Concatenate is rounded on the concat's grid (DPU: one position)."""
+    for wrapper, name in targets:
+        v = wrapper._output_quantizer_vars
+        if "pre_min_var" not in v or "min_var" in v:
+            continue
+        users = [n.outbound_layer for n in float_model.get_layer(name)._outbound_nodes
+                 if n.outbound_layer.name in chosen]
+        if len(users) == 1:
+            pof2.set_position(v, chosen[users[0].name], "pre_")
+            chosen[name] = chosen[users[0].name]

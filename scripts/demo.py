@@ -73,7 +73,8 @@ def main() -> None:
     step("train (width %g, %d epochs)" % (prof["width"], prof["epochs"]),
          [flm, "train", "--data", data, "--run", run, "--width", prof["width"], "--epochs", prof["epochs"],
           "--overwrite"], log)
-    step("evaluate FP32 (+ mean-shape baseline)", [flm, "eval", "--run", run, "--data", data, "--baseline"], log)
+    step("evaluate FP32 (+ mean-shape baseline)",
+         [flm, "eval", "--run", run, "--data", data, "--baseline"], log)
     step("export FP32 ONNX", [flm, "export", "onnx", "--run", run], log)
     step("export FP32 TFLite", [flm, "export", "tflite", "--run", run], log)
     step("PTQ INT8", [flm, "quantize", "ptq", "--run", run, "--calib", prof["calib"]], log)
@@ -86,8 +87,9 @@ def main() -> None:
          "from keras_flm.synth import write_face_video; write_face_video(%r, %d, seed=3)"
          % (str(video), prof["frames"])], log)
     model = run / "ptq_int8.onnx" if (REPO / run / "ptq_int8.onnx").exists() else run / "fp32.onnx"
-    step("flm-dpu run on the video", [dpu, "run", "--video", video, "--model", model, "--no-display",
-                                     "--output", run / "demo_overlay.mp4", "--jsonl", run / "demo.jsonl"], log)
+    step("flm-dpu run on the video",
+         [dpu, "run", "--video", video, "--model", model, "--no-display",
+          "--output", run / "demo_overlay.mp4", "--jsonl", run / "demo.jsonl"], log)
     step("DPU compatibility lint", [flm, "vitis", "lint", "--run", run], log)
     step("board bundle", [flm, "vitis", "bundle", "--run", run], log)
     step("benchmark (Table 3)", [flm, "bench", "--run", run, "--video", video] +

@@ -18,11 +18,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-# Schedules: (synthetic faces, width, epochs, QAT epochs, calibration crops, video frames)
+# Schedules. `budget` is training's wall-clock budget in minutes (the cosine LR follows it, see
+# `flm train --time-budget`), which keeps `make demo` inside 15 minutes on a 2-core CPU.
 PROFILES = {
-    "demo": dict(n_faces=2400, width=0.5, epochs=12, qat_epochs=2, calib=300, frames=300, max_images=None),
-    "smoke": dict(n_faces=160, width=0.25, epochs=1, qat_epochs=1, calib=32, frames=30, max_images=None),
-    "wflw": dict(n_faces=0, width=1.0, epochs=100, qat_epochs=10, calib=500, frames=600, max_images=None),
+    "demo": dict(n_faces=2000, width=0.5, epochs=40, budget=5.0, qat_epochs=1, qat_steps=40, calib=200,
+                 frames=300),
+    "smoke": dict(n_faces=160, width=0.25, epochs=1, budget=None, qat_epochs=1, qat_steps=4, calib=32,
+                  frames=30),
+    "wflw": dict(n_faces=0, width=1.0, epochs=100, budget=None, qat_epochs=10, qat_steps=None, calib=500,
+                 frames=600),
 }
 
 
@@ -72,14 +76,15 @@ def main() -> None:
     step("check data", [flm, "data", "check", "--data", data], log)
     step("train (width %g, %d epochs)" % (prof["width"], prof["epochs"]),
          [flm, "train", "--data", data, "--run", run, "--width", prof["width"], "--epochs", prof["epochs"],
-          "--overwrite"], log)
+          "--overwrite"] + (["--time-budget", prof["budget"]] if prof["budget"] else []), log)
     step("evaluate FP32 (+ mean-shape baseline)",
          [flm, "eval", "--run", run, "--data", data, "--baseline"], log)
     step("export FP32 ONNX", [flm, "export", "onnx", "--run", run], log)
     step("export FP32 TFLite", [flm, "export", "tflite", "--run", run], log)
     step("PTQ INT8", [flm, "quantize", "ptq", "--run", run, "--calib", prof["calib"]], log)
     step("QAT INT8", [flm, "quantize", "qat", "--run", run, "--epochs", prof["qat_epochs"],
-                      "--calib", prof["calib"]] + (["--steps-per-epoch", "4"] if args.smoke else []), log)
+                      "--calib", prof["calib"]]
+         + (["--steps-per-epoch", prof["qat_steps"]] if prof["qat_steps"] else []), log)
     step("Table 2 report", [flm, "report", "--run", run], log)
 
     video = run / "demo_face.mp4"

@@ -55,7 +55,7 @@ def split_records(run_dir: str, split: str) -> List:
         used = subset(read_annotations(root, "train"), cfg.train.max_images, seed=cfg.train.seed)
         train, val = split_train_val(used, cfg.train.val_fraction, seed=cfg.train.seed)
     except AnnotationError as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     if split == "train":
         return train
     if split == "val":

@@ -5,7 +5,7 @@ No TensorFlow at import: every command imports its machinery inside the function
 """
 import click
 
-from quant.config import GRANULARITIES, IO_TYPES, SCHEMES, ExportConfig, PtqConfig, QatConfig
+from quant.config import CALIBRATIONS, GRANULARITIES, IO_TYPES, SCHEMES, ExportConfig, PtqConfig, QatConfig
 
 _RUN = click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
                     help="Run directory (runs/NAME) holding config.json and fp32.h5 from `flm train`.")
@@ -43,19 +43,26 @@ def quantize() -> None:
 @click.option("--granularity", type=click.Choice(GRANULARITIES), default=PtqConfig.granularity,
               show_default=True, help="TFLite weight scales of ptq_int8.tflite (a per-channel variant "
                                       "ptq_int8_pc.tflite is written too, for comparison).")
+@click.option("--calibration", type=click.Choice(CALIBRATIONS), default=PtqConfig.act_calibration,
+              show_default=True,
+              help="Activation ranges (default scheme): percentile clipping, min/max, or the TFLite "
+                   "converter's own calibrator. pof2 always searches MIN_MSE positions.")
+@click.option("--percentile", type=click.FloatRange(90, 100), default=PtqConfig.act_percentile,
+              show_default=True, help="Upper percentile kept by --calibration percentile.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True,
               help="Also ONNX Runtime static QDQ (per-tensor and per-channel) from fp32.onnx.")
 @click.option("--seed", type=int, default=PtqConfig.calib_seed, show_default=True,
               help="Which calibration images are drawn.")
 @_EVAL
-def ptq_cmd(run_dir, calib, io, scheme, granularity, onnx, seed, evaluate) -> None:
+def ptq_cmd(run_dir, calib, io, scheme, granularity, calibration, percentile, onnx, seed, evaluate) -> None:
     """Post-training quantization: RUN/ptq_int8.tflite (+ _pc), ptq_int8.onnx (+ _pc), or ptq_pof2.tflite.
 
     Calibration time and settings go to RUN/quant.json, parity to RUN/parity.json.
     """
     from quant import flows
 
-    pcfg = _set(PtqConfig(), calib_images=calib, io=io, granularity=granularity, calib_seed=seed)
+    pcfg = _set(PtqConfig(), calib_images=calib, io=io, granularity=granularity, calib_seed=seed,
+                act_calibration=calibration, act_percentile=percentile)
     flows.ptq(run_dir, pcfg, ExportConfig(), scheme, onnx=onnx, evaluate=evaluate, log=_echo)
 
 

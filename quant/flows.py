@@ -26,7 +26,7 @@ def load_keras(path: str):
     except (OSError, ValueError) as e:
         import click
 
-        raise click.ClickException("%s is not a loadable Keras model: %s" % (path, e))
+        raise click.ClickException("%s is not a loadable Keras model: %s" % (path, e)) from None
 
 
 def _parity_crops(run_dir: str, xcfg: ExportConfig) -> np.ndarray:
@@ -36,16 +36,19 @@ def _parity_crops(run_dir: str, xcfg: ExportConfig) -> np.ndarray:
 
 
 def _check_parity(run_dir: str, key: str, path: str, ref: np.ndarray, crops: np.ndarray, spec,
-                  tolerance: Optional[float], log: Log, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  tolerance: Optional[float], log: Log,
+                  extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     from quant.export import parity
 
     p = parity(path, ref, crops, spec, tolerance)
     p.update(extra or {})
     p["file"] = os.path.basename(path)
     R.record_parity(run_dir, key, p)
+    verdict = ""
+    if tolerance is not None:
+        verdict = ("  OK (< %.0e)" if p["ok"] else "  FAILED (> %.0e)") % tolerance
     log("parity %-16s vs Keras: max |diff| %.2e (%.3f px), mean %.2e%s"
-        % (key, p["max_abs_diff"], p["max_abs_diff_px"], p["mean_abs_diff"],
-           "" if tolerance is None else ("  OK (< %.0e)" % tolerance if p["ok"] else "  FAILED (> %.0e)" % tolerance)))
+        % (key, p["max_abs_diff"], p["max_abs_diff_px"], p["mean_abs_diff"], verdict))
     return p
 
 
@@ -135,9 +138,11 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 data = P.tflite_int8(model, calib, cfg.crop, pcfg.io, gran)
                 how = "TFLite converter (min/max)"
             else:
-                qmodel, _ = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions("default", gran == "per-channel"))
+                opts = SchemeOptions("default", per_channel=gran == "per-channel")
+                qmodel, _ = fake_quant_ptq(model, calib, cfg, pcfg, opts)
                 data = P.tflite_from_fake_quant(qmodel, pcfg.io)
                 how = _calibration_label(pcfg)
+                out.setdefault("fake_quant", {})[fname] = qmodel
             path = write_bytes(R.artifact(run_dir, fname), data)
             t = time.perf_counter() - t0 + t_calib
             R.record_quant(run_dir, R.artifact_key(path), _artifact_entry(
@@ -160,6 +165,11 @@ def _calibration_label(pcfg: PtqConfig) -> str:
     return "activation ranges min/max"
 
 
+def range_method(pcfg: PtqConfig) -> str:
+    """quant.ranges method for a PTQ config ("tflite" = the converter's min/max)."""
+    return "minmax" if pcfg.act_calibration == "tflite" else pcfg.act_calibration
+
+
 def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts):
     """Fake-quant copy of `model` with every range calibrated on `calib`: PTQ as a Keras model."""
     from quant.ranges import init_ranges
@@ -167,7 +177,7 @@ def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts):
 
     qmodel, folded = quantize(model, opts, cfg.crop)
     chosen = init_ranges(qmodel, folded, calib, opts.scheme, cfg.crop, opts.search, pcfg.pof2_sample,
-                         method=pcfg.act_calibration, percentile=pcfg.act_percentile)
+                         method=range_method(pcfg), percentile=pcfg.act_percentile)
     return qmodel, chosen
 
 
@@ -179,7 +189,8 @@ def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
     if not os.path.isfile(fp32_onnx) or os.path.getmtime(fp32_onnx) < os.path.getmtime(R.fp32_path(run_dir)):
         export_onnx(run_dir, xcfg, log, crops)
     written = []
-    for per_channel, fname in ((False, "ptq_int8.onnx"), (True, "ptq_int8_pc.onnx")):
+    variants = [(False, "ptq_int8.onnx")] + ([(True, "ptq_int8_pc.onnx")] if pcfg.also_per_channel else [])
+    for per_channel, fname in variants:
         t0 = time.perf_counter()
         path = R.artifact(run_dir, fname)
         settings = P.ort_static(fp32_onnx, path, calib, cfg.crop, per_channel, pcfg.ort_reduce_range,
@@ -189,7 +200,8 @@ def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
         R.record_quant(run_dir, key, _artifact_entry(path, t, **dict(common, **settings,
                                                                       granularity="per-channel" if per_channel
                                                                       else "per-tensor")))
-        _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log, ort_kernel_check(path, crops, cfg.crop))
+        _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log,
+                      ort_kernel_check(path, crops, cfg.crop))
         log("wrote %s (%.3f MB, QDQ %s, %.1fs)" % (path, os.path.getsize(path) / 1e6,
                                                    "per-channel" if per_channel else "per-tensor", t))
         written.append(path)
@@ -282,8 +294,8 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
                                                      opset=xcfg.onnx_opset, made_from=os.path.basename(tfl),
                                                      onnx_types="U8U8 QDQ", **common))
         extra = ort_kernel_check(onx, crops, cfg.crop)
-        extra["vs_tflite_max_abs_diff"] = float(np.abs(_infer(tfl, crops, cfg.crop) - _infer(onx, crops, cfg.crop))
-                                                .max())
+        diff = _infer(tfl, crops, cfg.crop) - _infer(onx, crops, cfg.crop)
+        extra["vs_tflite_max_abs_diff"] = float(np.abs(diff).max())
         _check_parity(run_dir, key, onx, fp32_ref, crops, cfg.crop, None, log, extra)
         log("wrote %s (%.3f MB, from %s)" % (onx, os.path.getsize(onx) / 1e6, os.path.basename(tfl)))
         written.append(onx)
@@ -301,6 +313,6 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
             from quant.evaluation import evaluate_emulation
 
             for split in ("test", "val"):
-                evaluate_emulation(run_dir, qinfer, "qat_pof2_dpu", cfg, split, log,
-                                   {"scheme": "pof2", "method": "qat", "what": "Keras fake-quant, DPU rounding"})
+                about = {"scheme": "pof2", "method": "qat", "what": "Keras fake-quant, DPU rounding"}
+                evaluate_emulation(run_dir, qinfer, "qat_pof2_dpu", cfg, split, log, about)
     return {"artifacts": written, "history": hist, "wall_s": time.perf_counter() - t_start}

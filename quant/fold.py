@@ -45,7 +45,8 @@ def fold_pairs(model) -> Dict[str, str]:
     for layer in model.layers:
         if not isinstance(layer, L.BatchNormalization):
             continue
-        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+        axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
+        axis = axes[0] if len(axes) == 1 else None
         if axis not in (-1, len(layer.input.shape) - 1):
             continue
         src = _producer(layer.input)

@@ -7,8 +7,6 @@ import math
 from collections import Counter
 from typing import Any, Dict, List
 
-import numpy as np
-
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16"}
 
 
@@ -79,14 +77,3 @@ def onnx_summary(path: str) -> Dict[str, Any]:
     ops = Counter(n.op_type for n in m.graph.node)
     return {"file_bytes": os.path.getsize(path), "initializer_bytes_by_dtype": dict(by_type),
             "ops": dict(ops), "opset": [(o.domain or "ai.onnx", o.version) for o in m.opset_import]}
-
-
-def int8_share(summary: Dict[str, Any]) -> float:
-    """Share of constant bytes held in 8-bit tensors (int8/uint8)."""
-    d = summary.get("constant_bytes_by_dtype") or summary.get("initializer_bytes_by_dtype") or {}
-    total = sum(d.values())
-    return float(sum(v for k, v in d.items() if k in ("int8", "uint8")) / total) if total else 0.0
-
-
-def np_dtype(name: str):
-    return np.dtype(name)

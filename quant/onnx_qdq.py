@@ -43,8 +43,8 @@ def from_tflite(path: str, opset: int, input_name: str = "image", output_name: s
         old = inp.name
         g.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), "input_scale"),
                               numpy_helper.from_array(np.array(zp, np.int8), "input_zero_point")])
-        g.node.insert(0, helper.make_node("QuantizeLinear", [input_name, "input_scale", "input_zero_point"], [old],
-                                          name="input_quantize"))
+        g.node.insert(0, helper.make_node("QuantizeLinear", [input_name, "input_scale", "input_zero_point"],
+                                          [old], name="input_quantize"))
         inp.name = input_name
         inp.type.tensor_type.elem_type = TensorProto.FLOAT
     else:

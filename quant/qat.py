@@ -109,8 +109,8 @@ def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[s
             best, best_epoch, best_w, wait = v, epoch, qtrain.get_weights(), 0
         else:
             wait += 1
-        log("QAT epoch %d/%d: loss %.4f val NME %.4f%s (%.0fs)" % (epoch, qcfg.epochs, history["loss"][-1], v,
-                                                                 " *" if improved else "", history["epoch_s"][-1]))
+        log("QAT epoch %d/%d: loss %.4f val NME %.4f%s (%.0fs)"
+            % (epoch, qcfg.epochs, history["loss"][-1], v, " *" if improved else "", history["epoch_s"][-1]))
         if wait >= qcfg.patience:
             log("early stop: no val NME gain for %d epoch(s)" % wait)
             break
@@ -131,8 +131,8 @@ def load_qat_data(cfg, qcfg: QatConfig, progress: bool = True):
     return train_c, val_c
 
 
-def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray, pcfg: Optional[PtqConfig] = None,
-            data: Optional[tuple] = None, log=print) -> Dict[str, Any]:
+def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray,
+            pcfg: Optional[PtqConfig] = None, data: Optional[tuple] = None, log=print) -> Dict[str, Any]:
     """Quantize `train_model`, initialise ranges on `calib` as PTQ would, fine-tune.
 
     Returns {"qtrain", "qinfer" (landmark-only, shares weights), "folded", "history"}."""
@@ -146,7 +146,8 @@ def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray, p
                          dpu_avgpool=pcfg.pof2_dpu_avgpool)
     qtrain, folded = quantize(train_model, opts, cfg.crop)
     init_ranges(qtrain, folded, calib, scheme, cfg.crop, pcfg.pof2_search, pcfg.pof2_sample,
-                method=pcfg.act_calibration, percentile=pcfg.act_percentile)
+                method="minmax" if pcfg.act_calibration == "tflite" else pcfg.act_calibration,
+                percentile=pcfg.act_percentile)
     t_init = time.perf_counter() - t0
     train_c, val_c = data if data is not None else load_qat_data(cfg, qcfg)
     history = fine_tune(qtrain, cfg, qcfg, train_c, val_c, log=log)

@@ -35,7 +35,8 @@ ROWS: Tuple[Tuple[str, str, str, Optional[str]], ...] = (
 )
 
 #: The paper's Table 2 (docs/pfld-wflw.md): PyTorch, full WFLW, RTX-class training.
-PAPER = (("FP32", 92.42, 6.59, None), ("PTQ INT8", 90.94, 1.65, "~10 min"), ("QAT INT8", 91.74, 1.65, "~180 min"))
+PAPER = (("FP32", 92.42, 6.59, None), ("PTQ INT8", 90.94, 1.65, "~10 min"),
+         ("QAT INT8", 91.74, 1.65, "~180 min"))
 
 HEADER = ["model", "method", "format", "NME %", "ΔNME pp", "accuracy %", "FR@0.1 %", "AUC@0.1", "size MB",
           "quant. time", "compression ×"]
@@ -97,7 +98,8 @@ def collect(run_dir: str, evaluate: bool = True, log: Callable[[str], Any] = pri
         rows.append({
             "run": run_dir, "label": label, "artifact": name, "file": key_or_file if is_file else None,
             "method": method, "format": fmt, "nme": nme, "accuracy": entry.get("accuracy") if entry else None,
-            "failure_rate": entry.get("failure_rate") if entry else None, "auc": entry.get("auc") if entry else None,
+            "failure_rate": entry.get("failure_rate") if entry else None,
+            "auc": entry.get("auc") if entry else None,
             "faces": entry.get("count") if entry else None, "bytes": size,
             "quant_s": q.get("wall_s") if method != "FP32" else None,
             "compression": (ref_size / size) if (size and ref_size) else None, "stale": stale,
@@ -105,7 +107,8 @@ def collect(run_dir: str, evaluate: bool = True, log: Callable[[str], Any] = pri
             "settings": q,
         })
     for r in rows:
-        r["delta_pp"] = (100.0 * (r["nme"] - fp32_nme)) if (r["nme"] is not None and fp32_nme is not None) else None
+        known = r["nme"] is not None and fp32_nme is not None
+        r["delta_pp"] = 100.0 * (r["nme"] - fp32_nme) if known else None
     return rows
 
 
@@ -187,7 +190,8 @@ def _notes(rows: List[Dict[str, Any]], run_dir: str) -> str:
             lines.append("- `%s`: %s" % (r["file"] or r["artifact"], "; ".join(bits)))
     prow = []
     for key, p in parity.items():
-        prow.append([key, p.get("backend"), p.get("crops"), "%.2e" % p["max_abs_diff"], "%.3f" % p["max_abs_diff_px"],
+        prow.append([key, p.get("backend"), p.get("crops"), "%.2e" % p["max_abs_diff"],
+                     "%.3f" % p["max_abs_diff_px"],
                      "%.2e" % p["mean_abs_diff"],
                      "%.2e" % p["kernel_vs_qdq_float_max_abs_diff"] if "kernel_vs_qdq_float_max_abs_diff" in p
                      else None,
@@ -222,7 +226,8 @@ def write_report(run_dir: str, evaluate: bool = True, compare: Optional[List[str
         "compression = FP32 file of the same format / this file; quant. time = wall time of calibration + "
         "conversion (PTQ) or of calibration + fine-tuning + export (QAT), from quant.json. "
         "'DPU emulation' rows run the pof2 fake-quant Keras model (power-of-two scales, DPU rounding and "
-        "average-pooling gain) through the same evaluation." % (split, ", ".join(str(f) for f in sorted(faces))),
+        "average-pooling gain) through the same evaluation."
+        % (split, ", ".join(str(f) for f in sorted(faces))),
         table(rows),
         "![Table 2](%s)" % plot_name if png else "",
         paper,

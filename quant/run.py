@@ -2,8 +2,9 @@
 records it keeps (quant.json: how and how fast each artifact was made; parity.json:
 export parity checks).
 
-Artifacts are named `<stem>.<ext>`; metrics.json keys are the artifact names that
-`flm eval` uses for them (see `artifact_key`).
+Artifacts are named `<stem>.<ext>`. quant.json and parity.json key them by
+`artifact_key` (independent of which siblings exist); metrics.json uses `flm eval`'s
+names (keras_flm.evaluate.artifact_name).
 """
 import os
 from typing import Any, Dict
@@ -18,7 +19,7 @@ FP32_H5 = "fp32.h5"
 QUANT_FILE = "quant.json"
 PARITY_FILE = "parity.json"
 #: Training-model files train.py may leave (first found wins): the model with the aux head.
-TRAIN_MODEL_FILES = ("train.h5", os.path.join("checkpoints", "last.h5"), os.path.join("checkpoints", "best.h5"))
+TRAIN_MODEL_FILES = ("train.h5",)
 
 
 def require_file(path: str, what: str, hint: str = "") -> str:
@@ -41,7 +42,7 @@ def load_config(run_dir: str) -> RunConfig:
     try:
         return RunConfig.load(path)
     except (ValueError, TypeError) as e:
-        raise click.ClickException("%s is not a valid run config: %s" % (path, e))
+        raise click.ClickException("%s is not a valid run config: %s" % (path, e)) from None
 
 
 def fp32_path(run_dir: str) -> str:
@@ -65,15 +66,11 @@ def artifact(run_dir: str, name: str) -> str:
 
 
 def artifact_key(filename: str) -> str:
-    """metrics.json key of an artifact file: its stem, with `_onnx` for ONNX files whose stem
-    a TFLite file shares (ptq_int8.tflite -> ptq_int8, ptq_int8.onnx -> ptq_int8_onnx)."""
+    """quant.json / parity.json key of an artifact file: the stem, "_onnx" appended for ONNX
+    (ptq_int8.tflite -> ptq_int8, ptq_int8.onnx -> ptq_int8_onnx), fp32_tflite / fp32_onnx."""
     stem, ext = os.path.splitext(os.path.basename(filename))
-    if ext == ".onnx" and not stem.startswith("fp32"):
-        return stem + "_onnx"
-    if ext == ".onnx":
-        return "fp32_onnx"
-    if ext == ".tflite" and stem == "fp32":
-        return "fp32_tflite"
+    if ext == ".onnx" or (ext == ".tflite" and stem == "fp32"):
+        return "%s_%s" % (stem, ext[1:])
     return stem
 
 
@@ -88,7 +85,8 @@ def _update(run_dir: str, filename: str, key: str, entry: Dict[str, Any]) -> Dic
                 try:
                     data = json.load(f)
                 except json.JSONDecodeError as e:
-                    raise click.ClickException("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg))
+                    raise click.ClickException("%s is not valid JSON (line %d): %s"
+                                           % (path, e.lineno, e.msg)) from None
         data[key] = entry
         atomic_write_json(path, data)
     return data
@@ -113,4 +111,5 @@ def read_json(run_dir: str, filename: str) -> Dict[str, Any]:
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise click.ClickException("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg))
+            raise click.ClickException("%s is not valid JSON (line %d): %s"
+                                           % (path, e.lineno, e.msg)) from None

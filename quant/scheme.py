@@ -10,9 +10,11 @@ The plan mirrors what an integer engine (TFLite, the DPU) computes on a BN-folde
   * the model input: fixed range from the crop contract, (0 - 128)/128 .. (255 - 128)/128,
     which makes the int8 input exactly u8 - 128 (lossless) in both schemes.
 Schemes:
-  * "default": TFMOT's 8-bit quantizers (TFLite numerics): weights symmetric narrow-range
-    per tensor (LastValue), activations asymmetric with EMA ranges (MovingAverage); biases
-    stay float (TFLite stores them int32 at input_scale * weight_scale).
+  * "default": TFLite numerics: weights symmetric narrow-range per tensor (TFMOT's
+    LastValueQuantizer; per output channel for Conv2D/Dense with `per_channel`),
+    activations asymmetric 8-bit with calibrated ranges kept fixed (CalibratedQuantizer;
+    TFMOT's EMA MovingAverageQuantizer with frozen_ranges=False); biases stay float
+    (TFLite stores them int32 at input_scale * weight_scale).
   * "pof2": the DPU's power-of-two scales (quant.pof2) for weights, biases and activations.
 
 Why not TFMOT's Default8BitQuantizeScheme as is: see quant/fold.py (it does not fold BN
@@ -156,7 +158,8 @@ class FlmQuantizeConfig(QuantizeConfig):
             return []
         if self.frozen_ranges:
             return [CalibratedQuantizer()]
-        return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+        return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                  narrow_range=False)]
 
     def get_config(self):
         return {"scheme": self.scheme, "weight_attrs": self.weight_attrs,
@@ -209,8 +212,9 @@ class _Layout(QuantizeLayoutTransform):
         self.quantizer = quantizer
 
     def apply(self, model, layer_quantize_map):
-        return model_transformer.ModelTransformer(model, [_InputQuantize(self.quantizer)],
-                                                  set(layer_quantize_map.keys()), layer_quantize_map).transform()
+        transformer = model_transformer.ModelTransformer(model, [_InputQuantize(self.quantizer)],
+                                                         set(layer_quantize_map.keys()), layer_quantize_map)
+        return transformer.transform()
 
 
 class _NoRegistry(QuantizeRegistry):
@@ -299,12 +303,13 @@ def layer_configs(model, opts: SchemeOptions) -> Dict[str, FlmQuantizeConfig]:
             area = int(layer.input.shape[1]) * int(layer.input.shape[2])
         elif kind == "AveragePooling2D":
             area = int(layer.pool_size[0]) * int(layer.pool_size[1])
-        plan[layer.name] = FlmQuantizeConfig(scheme, weights, quantize_output, area, opts.search, opts.dpu_avgpool,
-                                             opts.per_channel, opts.frozen_ranges)
+        plan[layer.name] = FlmQuantizeConfig(scheme, weights, quantize_output, area, opts.search,
+                                             opts.dpu_avgpool, opts.per_channel, opts.frozen_ranges)
     return plan
 
 
-def quantize(model, opts: Optional[SchemeOptions] = None, spec: CropSpec = DEFAULT_SPEC) -> Tuple[object, object]:
+def quantize(model, opts: Optional[SchemeOptions] = None,
+             spec: CropSpec = DEFAULT_SPEC) -> Tuple[object, object]:
     """(fake-quantized model, the BN-folded float model it was built from).
 
     Ranges start at the quantizers' defaults: pass both to quant.ranges.init_ranges before

@@ -29,8 +29,9 @@ def _log(msg):
 @pytest.fixture(scope="module")
 def ptq_done(quant_run):
     pcfg = PtqConfig(calib_images=32, also_per_channel=False)
-    flows.ptq(quant_run, pcfg, ExportConfig(parity_crops=16), "default", onnx=True, evaluate=False, log=_log)
-    return quant_run, pcfg
+    out = flows.ptq(quant_run, pcfg, ExportConfig(parity_crops=16), "default", onnx=True, evaluate=False,
+                    log=_log)
+    return quant_run, out["fake_quant"]["ptq_int8.tflite"]
 
 
 def test_fp32_tflite_and_onnx_exports_match_keras(quant_run):
@@ -71,21 +72,19 @@ def test_ptq_tflite_holds_int8_weights_and_int8_io(ptq_done):
 
     it = Interpreter(model_path=path)
     assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
+    scale, zero = it.get_input_details()[0]["quantization"]
+    assert scale == 1 / 128 and zero == 0  # int8 input = u8 - 128: the crop is fed losslessly
     fp32_size = os.path.getsize(os.path.join(run, "fp32.h5"))
     assert os.path.getsize(path) < 0.4 * fp32_size
 
 
 def test_ptq_tflite_computes_what_its_fake_quant_model_computes(ptq_done):
-    from quant.calibration import calibration_crops, sample_crops
+    from quant.calibration import sample_crops
     from quant.export import keras_predict
-    from quant.flows import fake_quant_ptq, load_keras
-    from quant.scheme import SchemeOptions
     from runtime.backends import load_backend
 
-    run, pcfg = ptq_done
+    run, qmodel = ptq_done
     cfg = R.load_config(run)
-    qmodel, _ = fake_quant_ptq(load_keras(R.fp32_path(run)), calibration_crops(run, 32, 0), cfg, pcfg,
-                               SchemeOptions())
     crops = sample_crops(run, "test", 16)
     be = load_backend(os.path.join(run, "ptq_int8.tflite"))
     lsb = be.out_scale if hasattr(be, "out_scale") else 1.0 / 255
@@ -100,15 +99,16 @@ def test_ptq_int8_accuracy_close_to_fp32(ptq_done):
     cfg = R.load_config(run)
     records, _ = kev.load_split(cfg.data["root"], "test", cfg)
     nme = {f: kev.evaluate_model(os.path.join(run, f), records, spec=cfg.crop)["metrics"]["nme"]
-           for f in ("fp32.h5", "ptq_int8.tflite", "ptq_int8.onnx", "ptq_int8_pc.onnx")}
-    for f in ("ptq_int8.tflite", "ptq_int8.onnx", "ptq_int8_pc.onnx"):
+           for f in ("fp32.h5", "ptq_int8.tflite", "ptq_int8.onnx")}
+    print(nme)
+    for f in ("ptq_int8.tflite", "ptq_int8.onnx"):
         assert nme[f] - nme["fp32.h5"] < 0.02, nme
 
 
 def test_ptq_records_settings_time_and_parity(ptq_done):
-    run, pcfg = ptq_done
+    run, _ = ptq_done
     q = json.load(open(os.path.join(run, "quant.json")))
-    for key in ("ptq_int8", "ptq_int8_onnx", "ptq_int8_pc_onnx"):
+    for key in ("ptq_int8", "ptq_int8_onnx"):
         e = q[key]
         assert e["calib_images"] == 32 and e["wall_s"] > 0 and e["bytes"] == os.path.getsize(
             os.path.join(run, e["file"]))

@@ -30,7 +30,8 @@ def fake_run(tmp_path):
         with open(os.path.join(run, f), "wb") as fh:
             fh.write(os.urandom(64) + b"\0" * (n - 64))
     metrics = {"fp32": _entry(run, "fp32.h5", 0.0600), "fp32_tflite": _entry(run, "fp32.tflite", 0.0600),
-               "ptq_int8": _entry(run, "ptq_int8.tflite", 0.0625), "qat_int8": _entry(run, "qat_int8.tflite", 0.0605),
+               "ptq_int8": _entry(run, "ptq_int8.tflite", 0.0625),
+               "qat_int8": _entry(run, "qat_int8.tflite", 0.0605),
                "qat_int8_onnx": _entry(run, "qat_int8.onnx", 0.0606),
                "qat_pof2_dpu": dict(_entry(run, "qat_int8.onnx", 0.0611), model=None, model_bytes=None,
                                     model_sha256=None)}

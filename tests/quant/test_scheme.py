@@ -86,7 +86,7 @@ def test_qat_model_trains_a_step_and_its_landmark_model_drops_the_pose_head(quan
     lm, eul = qmodel.outputs
     packed = keras.Model(qmodel.inputs, keras.layers.Concatenate()([lm, eul]))
     packed.compile(keras.optimizers.Adam(1e-3), loss=make_pfld_loss())
-    y = np.concatenate([np.full((8, LANDMARK_DIMS), 0.5), np.zeros((8, 3)), np.zeros((8, 6))], 1).astype("float32")
+    y = np.concatenate([np.full((8, LANDMARK_DIMS), 0.5), np.zeros((8, 9))], 1).astype("float32")
     before = [w.numpy().copy() for w in qmodel.trainable_weights]
     hist = packed.fit(_x(8), y, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])

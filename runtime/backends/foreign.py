@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError
+from runtime.backends.onnx_backend import make_session
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
 
@@ -227,20 +228,7 @@ class ForeignOnnxBackend(Backend):
     def __init__(self, path: str, foreign: Optional[ForeignSpec] = None, spec: CropSpec = DEFAULT_SPEC,
                  threads: Optional[int] = None) -> None:
         super().__init__(path, spec)
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise BackendError("the foreign ONNX backend needs onnxruntime: pip install onnxruntime (%s)"
-                               % e) from e
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BackendError("%s is not a loadable ONNX model: %s" % (path, e)) from e
+        self.session = make_session(path, threads, "the foreign ONNX backend")
         self.threads = threads
         self.requested = foreign or ForeignSpec()
         self.foreign = self._resolve(self.requested)

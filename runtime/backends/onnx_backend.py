@@ -14,24 +14,29 @@ def _static(dim: Any) -> Optional[int]:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def make_session(path: str, threads: Optional[int], who: str):
+    """One ONNX Runtime CPU session, loaded once; `who` names the caller in import errors."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise BackendError("%s needs onnxruntime: pip install onnxruntime (%s)" % (who, e)) from e
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise BackendError("%s is not a loadable ONNX model: %s" % (path, e)) from e
+
+
 class OnnxBackend(Backend):
     name = "onnx"
 
     def __init__(self, path: str, spec: CropSpec = DEFAULT_SPEC, threads: Optional[int] = None) -> None:
         super().__init__(path, spec)
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise BackendError("the onnx backend needs onnxruntime: pip install onnxruntime (%s)" % e) from e
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise BackendError("%s is not a loadable ONNX model: %s" % (path, e)) from e
+        self.session = make_session(path, threads, "the onnx backend")
         inp = self.session.get_inputs()[0]
         out = self.session.get_outputs()[0]
         self.input_name = inp.name

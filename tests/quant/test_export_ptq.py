@@ -100,7 +100,6 @@ def test_ptq_int8_accuracy_close_to_fp32(ptq_done):
     records, _ = kev.load_split(cfg.data["root"], "test", cfg)
     nme = {f: kev.evaluate_model(os.path.join(run, f), records, spec=cfg.crop)["metrics"]["nme"]
            for f in ("fp32.h5", "ptq_int8.tflite", "ptq_int8.onnx")}
-    print(nme)
     for f in ("ptq_int8.tflite", "ptq_int8.onnx"):
         assert nme[f] - nme["fp32.h5"] < 0.02, nme
 

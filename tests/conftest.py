@@ -26,3 +26,16 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def faces98(shared_data: Path) -> Path:
     return shared_data / "faces98"
+
+
+def randomize_batchnorm(model, seed: int = 0) -> None:
+    """Give every BatchNormalization layer non-trivial statistics, so round-trip and folding
+    tests compare real numbers instead of an identity BN."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])

@@ -13,6 +13,7 @@ from keras_flm.model import (
     make_divisible,
     summarize,
 )
+from tests.conftest import randomize_batchnorm
 
 ALLOWED = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add", "Concatenate",
            "GlobalAveragePooling2D", "AveragePooling2D", "Flatten", "Reshape", "Dense"}
@@ -21,13 +22,7 @@ ALLOWED = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReL
 @pytest.fixture(scope="module")
 def tiny():
     model = build_training_model(ModelConfig(width=0.25))
-    # Give BN non-trivial statistics so the round-trip tests compare real numbers.
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if layer.__class__.__name__ == "BatchNormalization":
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])
+    randomize_batchnorm(model, seed=0)
     return model
 
 

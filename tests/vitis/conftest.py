@@ -12,18 +12,12 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 @pytest.fixture(scope="session")
 def tiny_models():
     """(training model, inference model) of the width-0.25 architecture with non-trivial BN stats."""
-    import numpy as np
-
     from keras_flm.config import ModelConfig
     from keras_flm.model import build_training_model, inference_model
+    from tests.conftest import randomize_batchnorm
 
     train = build_training_model(ModelConfig(width=0.25))
-    rng = np.random.default_rng(0)
-    for layer in train.layers:
-        if layer.__class__.__name__ == "BatchNormalization":
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([g * rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
-                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2, v.shape)])
+    randomize_batchnorm(train, seed=0)
     return train, inference_model(train)
 
 

@@ -21,12 +21,12 @@ BIN = Path(sys.executable).parent
 # Schedules. `budget` is training's wall-clock budget in minutes (the cosine LR follows it, see
 # `flm train --time-budget`), which keeps `make demo` inside 15 minutes on a 2-core CPU.
 PROFILES = {
-    "demo": dict(n_faces=2000, width=0.5, epochs=40, budget=5.0, qat_epochs=1, qat_steps=40, calib=200,
-                 frames=300),
-    "smoke": dict(n_faces=160, width=0.25, epochs=1, budget=None, qat_epochs=1, qat_steps=4, calib=32,
-                  frames=30),
-    "wflw": dict(n_faces=0, width=1.0, epochs=100, budget=None, qat_epochs=10, qat_steps=None, calib=500,
-                 frames=600),
+    "demo": dict(n_faces=2000, width=0.25, epochs=60, budget=4.0, augment="light", qat_epochs=1, qat_steps=60,
+                 calib=200, frames=300, bench=["--iters", "100", "--frames", "200"]),
+    "smoke": dict(n_faces=160, width=0.25, epochs=1, budget=None, augment="light", qat_epochs=1, qat_steps=4,
+                  calib=32, frames=30, bench=["--iters", "20"]),
+    "wflw": dict(n_faces=0, width=1.0, epochs=100, budget=None, augment="full", qat_epochs=10, qat_steps=None,
+                 calib=500, frames=600, bench=[]),
 }
 
 
@@ -76,7 +76,8 @@ def main() -> None:
     step("check data", [flm, "data", "check", "--data", data], log)
     step("train (width %g, %d epochs)" % (prof["width"], prof["epochs"]),
          [flm, "train", "--data", data, "--run", run, "--width", prof["width"], "--epochs", prof["epochs"],
-          "--overwrite"] + (["--time-budget", prof["budget"]] if prof["budget"] else []), log)
+          "--augment", prof["augment"], "--overwrite"]
+         + (["--time-budget", prof["budget"]] if prof["budget"] else []), log)
     step("evaluate FP32 (+ mean-shape baseline)",
          [flm, "eval", "--run", run, "--data", data, "--baseline"], log)
     step("export FP32 ONNX", [flm, "export", "onnx", "--run", run], log)
@@ -97,8 +98,7 @@ def main() -> None:
           "--output", run / "demo_overlay.mp4", "--jsonl", run / "demo.jsonl"], log)
     step("DPU compatibility lint", [flm, "vitis", "lint", "--run", run], log)
     step("board bundle", [flm, "vitis", "bundle", "--run", run], log)
-    step("benchmark (Table 3)", [flm, "bench", "--run", run, "--video", video] +
-         (["--iters", "20"] if args.smoke else []), log)
+    step("benchmark (Table 3)", [flm, "bench", "--run", run, "--video", video] + prof["bench"], log)
 
     total = time.time() - t_start
     print("\n\033[1m== done in %.1f min\033[0m" % (total / 60))

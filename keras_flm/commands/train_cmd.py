@@ -3,6 +3,8 @@ import os
 
 import click
 
+from keras_flm.config import AUGMENT_PRESETS
+
 
 @click.command("train")
 @click.option("--data", "data_root", type=click.Path(file_okay=False), default=None,
@@ -25,12 +27,15 @@ import click
               help="tf.distribute strategy (multiworker reads TF_CONFIG).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Crop cache directory (default $FLM_CACHE_DIR or ~/.cache/flm/crops).")
+@click.option("--augment", type=click.Choice(list(AUGMENT_PRESETS)), default=None,
+              help="Augmentation strength (default full, the paper's; light suits short runs on "
+                   "synthetic data).")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patience, max_images,
-          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, resume, overwrite) -> None:
+          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
-    from keras_flm.config import RunConfig, override
+    from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
     from keras_flm.train import train as run_training
     from runtime.wflw import AnnotationError
@@ -43,14 +48,14 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
             raise click.ClickException("cannot resume: %s not found" % cfg_path)
         cfg = RunConfig.load(cfg_path)
         fixed = {"width": width, "activation": activation, "batch_size": batch_size, "max_images": max_images,
-                 "seed": seed}
+                 "seed": seed, "augment": augment}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
                                    "--time-budget/--strategy may change" % ", ".join(changed))
         data_root = data_root or cfg.data.get("root")
     else:
-        cfg = RunConfig()
+        cfg = RunConfig(augment=augment_preset(augment or "full"))
     if not data_root:
         raise click.UsageError("--data is required")
     try:

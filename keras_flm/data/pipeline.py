@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from keras_flm.config import AugmentConfig
+from keras_flm.config import AugmentConfig, augment_preset
 from keras_flm.data.cache import CropCache
 from runtime.landmarks import ATTRIBUTES, MIRROR, NUM_POINTS
 from runtime.preprocess import CropSpec
@@ -38,8 +38,7 @@ EULER_SLICE = slice(LANDMARK_DIMS, LANDMARK_DIMS + 3)
 ATTR_SLICE = slice(LANDMARK_DIMS + 3, LANDMARK_DIMS + 3 + len(ATTRIBUTES))
 TARGET_DIMS = LANDMARK_DIMS + 3 + len(ATTRIBUTES)
 
-NO_AUGMENT = AugmentConfig(rotation_deg=0.0, scale_jitter=0.0, shift_jitter=0.0, flip=False, brightness=0.0,
-                           contrast=0.0, gamma=0.0, blur_prob=0.0, occlusion_prob=0.0, noise_std=0.0)
+NO_AUGMENT = augment_preset("none")
 
 
 def _uniform(tf, shape, limit):

@@ -1,0 +1,41 @@
+"""Named augmentation presets: one source, written to config.json, rejected when unknown."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from keras_flm.cli import cli
+from keras_flm.config import AUGMENT_PRESETS, AugmentConfig, RunConfig, augment_preset
+
+
+def test_full_preset_is_the_default_recipe():
+    assert augment_preset("full") == AugmentConfig()
+
+
+def test_light_and_none_are_weaker_than_full():
+    full, light, none = (augment_preset(n) for n in ("full", "light", "none"))
+    for name in ("rotation_deg", "scale_jitter", "shift_jitter", "brightness", "occlusion_prob"):
+        assert getattr(none, name) == 0 <= getattr(light, name) < getattr(full, name), name
+    assert not none.flip and light.flip
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ValueError, match="heavy.*full, light, none"):
+        augment_preset("heavy")
+
+
+def test_preset_round_trips_through_config_json(tmp_path):
+    cfg = RunConfig(augment=augment_preset("light"))
+    cfg.save(str(tmp_path / "config.json"))
+    assert RunConfig.load(str(tmp_path / "config.json")).augment == augment_preset("light")
+    assert json.load(open(tmp_path / "config.json"))["augment"]["rotation_deg"] == 10.0
+
+
+def test_cli_lists_presets_and_refuses_changing_them_on_resume(tmp_path):
+    help_text = CliRunner().invoke(cli, ["train", "--help"]).output
+    assert all(name in help_text for name in AUGMENT_PRESETS)
+    run = tmp_path / "run"
+    run.mkdir()
+    RunConfig().save(str(run / "config.json"))
+    res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", "--augment", "light"])
+    assert res.exit_code != 0 and "augment" in res.output

@@ -67,7 +67,7 @@ def fake_compiler_on_path(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_xir():
-    from tests.vitis.fakes import xir
+    from tests.runtime.fake_vitis import xir  # the one xir stand-in (runtime and vitis tests)
 
     return xir
 

@@ -1,7 +1,9 @@
 """Stand-in for the board's `xir` module (docs/vitis-ai.md section 6): Graph.deserialize,
-get_root_subgraph().toposort_child_subgraph(), Subgraph.has_attr/get_attr/get_name.
+get_root_subgraph().toposort_child_subgraph(), Subgraph.has_attr/get_attr/get_name and
+get_input_tensors/get_output_tensors.
 
-The "xmodel" it reads is JSON written by `write_fake_xmodel`."""
+The "xmodel" it reads is JSON written by `write_fake_xmodel` (runtime tests, with an ONNX model
+the fake vart runner executes) or by tests/vitis/fakes/vai_c.py (compile tests, I/O only)."""
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -47,6 +49,16 @@ class Subgraph:
     def toposort_child_subgraph(self) -> List["Subgraph"]:
         return list(self._children)
 
+    def get_input_tensors(self) -> List[Tensor]:
+        return [_tensor(self.spec["input"])] if self.spec else []
+
+    def get_output_tensors(self) -> List[Tensor]:
+        return [_tensor(self.spec["output"])] if self.spec else []
+
+
+def _tensor(d: Dict[str, Any]) -> Tensor:
+    return Tensor(d["name"], d["dims"], d.get("fix_point"))
+
 
 class Graph:
     def __init__(self, name: str, root: Subgraph) -> None:
@@ -76,8 +88,9 @@ class Graph:
                 attrs["device"] = s["device"]
             spec = None
             if s.get("device") == "DPU":
-                spec = dict(d["model"])
-                spec["onnx"] = os.path.join(base, spec["onnx"])
+                spec = dict(d.get("model", {}))
+                if "onnx" in spec:
+                    spec["onnx"] = os.path.join(base, spec["onnx"])
             children.append(Subgraph(s["name"], attrs, spec=spec))
         return Graph(d.get("name", "net"), Subgraph("root", {}, children))
 

@@ -7,16 +7,17 @@ by the crop contract exactly as the runtime does.
   * pof2: the DPU-like fake-quant Keras model (quant.scheme "pof2", MIN_MSE positions from
     the same crops) converted to TFLite; its tensors carry power-of-two scales.
   * ONNX: onnxruntime.quantization.quantize_static from the FP32 ONNX, QDQ format, U8
-    activations and U8 weights (U8U8), per tensor and per channel: this CPU's AVX2 U8S8
-    kernels saturate int16 pair sums with full-range int8 weights (docs/stack-notes.md);
-    U8U8 does not and keeps 8 bits (reduce_range would keep 7). `kernel_vs_qdq_float` in
-    parity.json compares ORT's integer kernels with the same graph computed in float.
+    activations and 7-bit S8 weights (U8S8 reduce_range), per tensor and per channel: this
+    CPU's AVX2 U8S8 kernels saturate int16 pair sums with full-range int8 weights
+    (docs/stack-notes.md), and U8U8 (8 bits, no saturation) runs a slow generic path
+    (quant/config.py has the numbers). `kernel_vs_qdq_float` in parity.json compares ORT's
+    integer kernels with the same graph computed in float.
 """
 from typing import Any, Dict, Iterator, List
 
 import numpy as np
 
-from quant.config import GRANULARITIES, IO_TYPES
+from quant.config import GRANULARITIES, IO_TYPES, PtqConfig
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, normalize_input
 
 
@@ -96,8 +97,9 @@ class _Reader:
 
 
 def ort_static(fp32_onnx: str, out_path: str, crops: np.ndarray, spec: CropSpec = DEFAULT_SPEC,
-               per_channel: bool = False, reduce_range: bool = False, method: str = "Percentile",
-               percentile: float = 99.9, weight_type: str = "uint8") -> Dict[str, Any]:
+               per_channel: bool = False, reduce_range: bool = PtqConfig.ort_reduce_range,
+               method: str = PtqConfig.ort_calibrate_method, percentile: float = PtqConfig.act_percentile,
+               weight_type: str = PtqConfig.ort_weight_type) -> Dict[str, Any]:
     """QDQ INT8 ONNX from the FP32 ONNX (written atomically to out_path); returns the settings used."""
     import os
     import tempfile

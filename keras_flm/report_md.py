@@ -108,11 +108,12 @@ def render_sections(preamble: str, sections: List[Tuple[str, str]]) -> str:
 
 
 def update_report_section(run_dir: str, title: str, markdown: str,
-                          header: Optional[str] = None) -> str:
+                          header: Optional[str] = None, first: bool = False) -> str:
     """Replace (or append) the `## title` section of run_dir/report.md; keep all other sections.
 
     `markdown` is the section body (it may use ### subheadings, not ##). A new report
-    starts with `header` (default "# flm run report: <run name>"). Returns the path.
+    starts with `header` (default "# flm run report: <run name>"). A section that does not
+    exist yet goes last, or first with `first` (the run description). Returns the path.
     """
     if "\n" in title or not title.strip():
         raise ValueError("section title must be one non-empty line, got %r" % (title,))
@@ -134,7 +135,7 @@ def update_report_section(run_dir: str, title: str, markdown: str,
                 sections[i] = (title, markdown)
                 break
         else:
-            sections.append((title, markdown))
+            sections.insert(0 if first else len(sections), (title, markdown))
         atomic_write_text(path, render_sections(preamble, sections))
     return path
 

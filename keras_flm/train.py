@@ -365,4 +365,10 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True
     _write_json(os.path.join(run_dir, STATE_JSON), state)
+    try:
+        from keras_flm.run_report import write_run_sections
+
+        write_run_sections(run_dir)
+    except (OSError, ValueError) as e:  # the model is trained and saved: do not fail the run here
+        log.warning("could not write the run section of report.md: %s", e)
     return state

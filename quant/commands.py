@@ -147,9 +147,21 @@ def _fail_on_parity(out) -> None:
               help="Other run(s) to add as rows (e.g. the relu6 run beside the relu one).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test = the WFLW test list; val = the run's held-out validation faces.")
-def report(run_dir, evaluate, compare, split) -> None:
-    """Table 2 (NME, accuracy, FR, AUC, size, quantization time, compression) -> RUN/report.md + PNG."""
+@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Overlay video of `flm-dpu run --output` for the DMS stills "
+                   "[default: RUN/demo_overlay.mp4].")
+@click.option("--jsonl", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Its `--jsonl` results for the DMS summary [default: RUN/demo.jsonl].")
+def report(run_dir, evaluate, compare, split, video, jsonl) -> None:
+    """Table 2 (NME, accuracy, FR, AUC, size, quantization time, compression) -> RUN/report.md + PNG,
+    plus the run's config, data summary and training curves, and DMS stills when a demo video exists."""
+    from keras_flm.run_report import write_run_sections
     from quant.report import write_report
 
     path = write_report(run_dir, evaluate=evaluate, compare=list(compare), log=_echo, split=split)
+    try:
+        for title in write_run_sections(run_dir, video, jsonl):
+            _echo("wrote the %r section of %s" % (title, path))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     click.echo(path)

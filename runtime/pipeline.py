@@ -35,6 +35,9 @@ from runtime.track import FaceTracker, TrackConfig
 from runtime.video import Source
 
 STATUS_REFRESH_S = 0.5
+# ...and at least every this many frames: a file runs hundreds of frames per second, and a
+# status refreshed by the clock alone would show the first frame's "0 fps" for a whole clip
+STATUS_REFRESH_FRAMES = 30
 STAGES = ("capture", "detect", "detect_bg", "crop", "infer", "decode", "dms", "overlay", "sink", "latency")
 
 
@@ -210,6 +213,7 @@ class Pipeline:
         self._edge_run = False
         self._status_lines = []  # type: List[str]
         self._status_t = -1e9
+        self._status_frame = -STATUS_REFRESH_FRAMES
         self.cpu_s = {}  # type: Dict[str, float]  # CPU seconds each stage thread used
 
     # --- helpers -------------------------------------------------------------------
@@ -314,8 +318,11 @@ class Pipeline:
         self.engine.analyse(item.faces, item.t, item.frame.shape, item.timings)
         a = time.perf_counter()
         if self.config.overlay and self.video_sinks:
-            if a - self._status_t > STATUS_REFRESH_S:  # percentiles are not free: refresh twice a second
+            # percentiles are not free: refresh twice a second or every STATUS_REFRESH_FRAMES frames
+            if (a - self._status_t > STATUS_REFRESH_S
+                    or self.frames_out - self._status_frame >= STATUS_REFRESH_FRAMES):
                 self._status_lines, self._status_t = self.stats.overlay_lines(), a
+                self._status_frame = self.frames_out
             draw_frame(item.frame, item.faces, item.shown, self._status_lines)
         b = time.perf_counter()
         keep_going = True

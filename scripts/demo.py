@@ -86,7 +86,6 @@ def main() -> None:
     step("QAT INT8", [flm, "quantize", "qat", "--run", run, "--epochs", prof["qat_epochs"],
                       "--calib", prof["calib"]]
          + (["--steps-per-epoch", prof["qat_steps"]] if prof["qat_steps"] else []), log)
-    step("Table 2 report", [flm, "report", "--run", run], log)
 
     video = run / "demo_face.mp4"
     step("render a synthetic face video", [sys.executable, "-c",
@@ -96,6 +95,7 @@ def main() -> None:
     step("flm-dpu run on the video",
          [dpu, "run", "--video", video, "--model", model, "--no-display",
           "--output", run / "demo_overlay.mp4", "--jsonl", run / "demo.jsonl"], log)
+    step("report: Table 2, run config + training curves, DMS stills", [flm, "report", "--run", run], log)
     step("DPU compatibility lint", [flm, "vitis", "lint", "--run", run], log)
     step("board bundle", [flm, "vitis", "bundle", "--run", run], log)
     step("benchmark (Table 3)", [flm, "bench", "--run", run, "--video", video] + prof["bench"], log)

@@ -31,6 +31,10 @@ def test_demo_smoke_chain(tmp_path):
     assert "Table 2" in report and "Table 3" in report
     nme_pct = "%.2f" % (100 * metrics["fp32"]["nme"])
     assert nme_pct in report
+    # the run description comes first, and the DMS stills are taken from the overlay video
+    assert report.index("## Run: config, data, training") < report.index("## Evaluation")
+    assert "## DMS demo" in report and (run / "training_curves.png").is_file()
+    assert (run / "dms_still_1.png").is_file()
     lines = (run / "demo.jsonl").read_text().splitlines()
     assert len(lines) >= 10 and all(json.loads(line) for line in lines[:3])
     assert "report:" in proc.stdout

@@ -150,6 +150,8 @@ def test_frame_buffers_and_crops_are_reused():
     assert p.run()["frames_out"] == 200
     assert len(addrs) <= len(p.bufs) < 20  # a fixed pool, not one array per frame
     assert id(engine.crops) == crops_id
+    # a file-speed run refreshes the overlay status by frame count too: not the first frame's "0 fps"
+    assert p._status_lines and p._status_lines[0] != "0 fps"
 
 
 def test_max_frames_and_multiple_faces():

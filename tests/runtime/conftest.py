@@ -32,14 +32,13 @@ def mean_template() -> np.ndarray:
 
 def build_tiny_model(seed: int = 0):
     """Width-0.25 PFLD inference model: random weights, data-set BN statistics, mean-shape head."""
-    import tensorflow as tf
 
     from keras_flm.config import ModelConfig
     from keras_flm.keras_compat import get_keras
     from keras_flm.model import build_inference_model
 
     keras = get_keras()
-    tf.random.set_seed(seed)
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TF seeds: the same weights on every run
     model = build_inference_model(ModelConfig(width=WIDTH))
     rng = np.random.default_rng(seed)
     x = ((rng.integers(0, 256, (16, 112, 112, 1)).astype(np.float32) - 128) / 128)

@@ -11,7 +11,9 @@ import os
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
+from keras_flm.config import RunConfig
 from keras_flm.report_md import markdown_table, update_report_section
+from keras_flm.train import CONFIG_JSON, LOG_CSV, read_state
 
 RUN_SECTION = "Run: config, data, training"
 DMS_SECTION = "DMS demo"
@@ -19,13 +21,6 @@ CURVES_PNG = "training_curves.png"
 STILL_PNG = "dms_still_%d.png"
 DEFAULT_VIDEO = "demo_overlay.mp4"
 DEFAULT_JSONL = "demo.jsonl"
-
-
-def _read_json(path: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _fmt(v: Any) -> str:
@@ -36,10 +31,11 @@ def _fmt(v: Any) -> str:
 
 def run_markdown(run_dir: str) -> Optional[str]:
     """Config, data summary and training summary + curves; None when the run has no config.json."""
-    cfg = _read_json(os.path.join(run_dir, "config.json"))
-    if not cfg:
+    cfg_path = os.path.join(run_dir, CONFIG_JSON)
+    if not os.path.isfile(cfg_path):
         return None
-    state = _read_json(os.path.join(run_dir, "train_state.json"))
+    cfg = RunConfig.load(cfg_path).to_dict()
+    state = read_state(run_dir)
     data = cfg.get("data", {})
     parts: List[str] = []
 
@@ -71,7 +67,7 @@ def run_markdown(run_dir: str) -> Optional[str]:
             % (state.get("epochs_done", "?"), "%.1f min" % (wall / 60) if wall else "?",
                100 * float(state.get("best_val_nme", float("nan"))), state.get("best_epoch", "?"),
                " (stopped by %s)" % state["stop_reason"] if state.get("stop_reason") else ""))
-    log_csv = os.path.join(run_dir, "log.csv")
+    log_csv = os.path.join(run_dir, LOG_CSV)
     if os.path.isfile(log_csv) and os.path.getsize(log_csv) > 0:
         from keras_flm.plots import plot_training
 

@@ -147,7 +147,7 @@ def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
     _atomic_save(inference_model(src), os.path.join(run_dir, FP32_H5))
 
 
-def _read_state(run_dir: str) -> Dict[str, Any]:
+def read_state(run_dir: str) -> Dict[str, Any]:
     path = os.path.join(run_dir, STATE_JSON)
     if os.path.isfile(path):
         with open(path) as f:
@@ -186,7 +186,7 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
 
     class TrainingMonitor(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            st = _read_state(run_dir) if resume else {}
+            st = read_state(run_dir) if resume else {}
             self.best = st.get("best_val_nme", float("inf"))
             self.best_epoch = st.get("best_epoch", -1)
             self.wait = st.get("wait", 0)
@@ -359,7 +359,7 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     packed.fit(ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
                verbose=verbose)
 
-    state = _read_state(run_dir)
+    state = read_state(run_dir)
     if not os.path.isfile(os.path.join(run_dir, TRAIN_H5)):
         raise RuntimeError("training produced no model (no finite validation NME): see %s" % LOG_CSV)
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).

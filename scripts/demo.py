@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+# the names `flm report` looks for by default when it adds the DMS stills
+from keras_flm.run_report import DEFAULT_JSONL, DEFAULT_VIDEO
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -94,7 +97,7 @@ def main() -> None:
     model = run / "ptq_int8.onnx" if (REPO / run / "ptq_int8.onnx").exists() else run / "fp32.onnx"
     step("flm-dpu run on the video",
          [dpu, "run", "--video", video, "--model", model, "--no-display",
-          "--output", run / "demo_overlay.mp4", "--jsonl", run / "demo.jsonl"], log)
+          "--output", run / DEFAULT_VIDEO, "--jsonl", run / DEFAULT_JSONL], log)
     step("report: Table 2, run config + training curves, DMS stills", [flm, "report", "--run", run], log)
     step("DPU compatibility lint", [flm, "vitis", "lint", "--run", run], log)
     step("board bundle", [flm, "vitis", "bundle", "--run", run], log)

@@ -31,8 +31,7 @@ class Runner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         self._sess = ort.InferenceSession(spec["onnx"], opts, providers=["CPUExecutionProvider"])
-        self._in = xir.Tensor(spec["input"]["name"], spec["input"]["dims"], spec["input"]["fix_point"])
-        self._out = xir.Tensor(spec["output"]["name"], spec["output"]["dims"], spec["output"]["fix_point"])
+        self._in, self._out = subgraph.get_input_tensors()[0], subgraph.get_output_tensors()[0]
         self._pending = {}  # type: Dict[int, Tuple[np.ndarray, np.ndarray]]
         self.thread = threading.get_ident()
         self.jobs_run = 0

@@ -54,6 +54,11 @@ class AugmentConfig:
     # rotation/scale/shift re-crop inside real image content instead of black borders.
     # 1.75 covers +-30 deg x 1.1 scale + 0.1 shift: half-extent 0.66*(cos+sin)+0.12 = 1.02 < 1.05.
     cache_margin: float = 1.75
+    # Added for in-the-wild test faces (WIDER scenes: small, blurred, side-lit):
+    lowres_prob: float = 0.0  # share of crops downscaled then upscaled back (low resolution)
+    lowres_min: float = 0.35  # smallest downscale factor (0.35 = a 39-px face window)
+    shade_prob: float = 0.0  # share of crops under a linear light gradient (side lighting)
+    shade_strength: float = 0.6  # gradient amplitude: gains run from 1 - s to 1 + s across the crop
 
 
 # Named augmentation strengths (`flm train --augment NAME`). "full" is the paper's recipe for
@@ -65,6 +70,13 @@ AUGMENT_PRESETS: Dict[str, Dict[str, Any]] = {
     "full": {},
     "light": dict(rotation_deg=10.0, scale_jitter=0.05, shift_jitter=0.05, brightness=0.1, contrast=0.1,
                   gamma=0.1, blur_prob=0.0, occlusion_prob=0.0, noise_std=0.0),
+    # In-the-wild faces (WIDER-style test scenes) from mostly frontal studio-like training faces:
+    # wider scale/shift (the live tracker's boxes vary by 10-20 % of the face), stronger light,
+    # blur, low resolution, occlusion. 2.0 margin: half-extent 1.15 * 0.5 * 1.366 + 0.12 = 0.91 < 1.0.
+    "wild": dict(rotation_deg=30.0, scale_jitter=0.15, shift_jitter=0.12, brightness=0.3, contrast=0.5,
+                 gamma=0.5, blur_prob=0.35, blur_sigma=1.8, occlusion_prob=0.4, occlusion_max=0.5,
+                 noise_std=6.0, lowres_prob=0.3, lowres_min=0.35, shade_prob=0.3, shade_strength=0.6,
+                 cache_margin=2.0),
     "none": dict(rotation_deg=0.0, scale_jitter=0.0, shift_jitter=0.0, flip=False, brightness=0.0,
                  contrast=0.0, gamma=0.0, blur_prob=0.0, occlusion_prob=0.0, noise_std=0.0),
 }
@@ -99,6 +111,12 @@ class TrainConfig:
     # Wall-clock budget (minutes, None = none): the cosine LR anneals over max(step share, time
     # share) and training stops before an epoch that would overrun it (shared/slow machines).
     time_budget_min: Optional[float] = None
+    # Added for in-the-wild accuracy (issue 10):
+    # repeat faces per epoch: {"pose": 2} repeats faces with that WFLW attribute flag, any other key
+    # is an image-path prefix ({"wflw_pseudo/": 3}); a face takes the largest factor that matches.
+    oversample: Dict[str, int] = field(default_factory=dict)
+    ema: float = 0.0  # weight EMA momentum (0 = off); validation and exports use the averaged weights
+    init: Optional[str] = None  # start from these weights: a release dir, a run dir or an .h5
 
 
 @dataclass

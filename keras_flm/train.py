@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_flm.config import RunConfig
 from keras_flm.data.cache import CropCache, build_cache
-from keras_flm.data.pipeline import make_dataset, pack_targets
+from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets
 from keras_flm.keras_compat import get_keras
 from keras_flm.loss import make_pfld_loss
 from keras_flm.model import build_training_model, inference_model
@@ -91,7 +91,9 @@ def make_optimizer(cfg: RunConfig):
     """
     keras = get_keras()
     t = cfg.train
-    opt = keras.optimizers.AdamW(learning_rate=t.lr, weight_decay=t.weight_decay, global_clipnorm=t.clipnorm)
+    ema = {"use_ema": True, "ema_momentum": t.ema} if t.ema else {}
+    opt = keras.optimizers.AdamW(learning_rate=t.lr, weight_decay=t.weight_decay, global_clipnorm=t.clipnorm,
+                                 **ema)
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
@@ -145,6 +147,55 @@ def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
             keras.mixed_precision.set_global_policy(policy)
     _atomic_save(src, os.path.join(run_dir, TRAIN_H5))
     _atomic_save(inference_model(src), os.path.join(run_dir, FP32_H5))
+
+
+class EmaWeights:
+    """Swap a model's trainable weights with the optimizer's moving averages and back.
+
+    tf-keras keeps the averages inside the optimizer and only writes them into the model at the
+    end of fit(); validation and best-model exports during training must see them too.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.saved = None
+
+    def __enter__(self):
+        opt = self.model.optimizer
+        if getattr(opt, "use_ema", False) and getattr(opt, "_model_variables_moving_average", None):
+            variables = self.model.trainable_variables
+            self.saved = [v.numpy() for v in variables]
+            for v in variables:
+                v.assign(opt._model_variables_moving_average[opt._index_dict[opt._var_key(v)]])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is not None:
+            for v, value in zip(self.model.trainable_variables, self.saved):
+                v.assign(value)
+            self.saved = None
+
+
+def resolve_init_weights(path: str) -> str:
+    """The .h5 to start from: a file, or a run/release directory's train.h5 (else fp32.h5)."""
+    if os.path.isfile(path):
+        return path
+    for name in (TRAIN_H5, FP32_H5):
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise ValueError("--init %s: not an .h5 file, and no %s or %s in it" % (path, TRAIN_H5, FP32_H5))
+
+
+def load_init_weights(train_model, path: str) -> str:
+    """Load weights by layer name (an inference-only fp32.h5 leaves the pose head as initialised)."""
+    h5 = resolve_init_weights(path)
+    try:
+        train_model.load_weights(h5, by_name=True)
+    except ValueError as e:  # shapes differ: another width or point count
+        raise ValueError("--init %s does not fit this model (%s): same --width and scheme needed"
+                         % (h5, e)) from None
+    return h5
 
 
 def read_state(run_dir: str) -> Dict[str, Any]:
@@ -221,17 +272,19 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            pred = self.model.predict(x_val, batch_size=t.val_batch_size, verbose=0)
-            val_nme = float(np.mean(nme(pred[:, :196].reshape(-1, 98, 2), gt)))
+            with EmaWeights(self.model):
+                pred = self.model.predict(x_val, batch_size=t.val_batch_size, verbose=0)
+                val_nme = float(np.mean(nme(pred[:, :196].reshape(-1, 98, 2), gt)))
+                improved = val_nme < self.best
+                if improved:
+                    export_models(train_model, cfg, run_dir)
             logs["val_nme"] = val_nme
             logs["val_loss"] = float(tf.reduce_mean(loss_fn(y_val, tf.constant(pred))))
             logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
             logs["epoch_time"] = time.time() - self.t0
             self.epoch_times.append(logs["epoch_time"])
-            improved = val_nme < self.best
             if improved:
                 self.best, self.best_epoch, self.wait = val_nme, epoch + 1, 0
-                export_models(train_model, cfg, run_dir)
             else:
                 self.wait += 1
                 if self.wait >= t.patience:
@@ -319,6 +372,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     """Train into run_dir; returns the final train_state (best val NME etc.)."""
 
     keras = get_keras()
+    if cfg.train.init and not resume:
+        resolve_init_weights(cfg.train.init)  # a bad --init fails before anything is written
     prepare_run_dir(run_dir, resume, overwrite)
     keras.utils.set_random_seed(cfg.train.seed)
     train_c, val_c, summary = load_data(cfg, data_root, cache_dir, progress)
@@ -335,12 +390,15 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t = cfg.train
-    steps = t.steps_per_epoch or len(train_c) // t.batch_size
+    counts = oversample_counts(train_c, t.oversample) if t.oversample else None
+    steps = t.steps_per_epoch or int(len(train_c) if counts is None else counts.sum()) // t.batch_size
     ds = make_dataset(train_c, t.batch_size, cfg.augment, cfg.crop, training=True, seed=t.seed,
-                      repeat=t.steps_per_epoch is not None)
+                      repeat=t.steps_per_epoch is not None, counts=counts)
     with strategy.scope():
         train_model, packed = build_models(cfg)
         init_head_bias(train_model, train_c)  # on --resume, BackupAndRestore then loads the saved weights
+        if t.init and not resume:
+            print("starting from the weights of %s" % load_init_weights(train_model, t.init), flush=True)
         packed.compile(optimizer=make_optimizer(cfg),
                        loss=make_pfld_loss(t.pose_weighting, t.attribute_weighting))
 

@@ -30,10 +30,19 @@ from keras_flm.config import AUGMENT_PRESETS
 @click.option("--augment", type=click.Choice(list(AUGMENT_PRESETS)), default=None,
               help="Augmentation strength (default full, the paper's; light suits short runs on "
                    "synthetic data).")
+@click.option("--oversample", multiple=True, metavar="KEY=N",
+              help="Repeat matching faces N times per epoch; KEY is a WFLW attribute (pose, occlusion, ...) "
+                   "or an image-path prefix (wflw_pseudo/). Repeatable.")
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="Weight EMA momentum, e.g. 0.998 (default 0 = off); validation and fp32.h5 use "
+                   "the average.")
+@click.option("--init", "init", type=click.Path(exists=True), default=None,
+              help="Start from these weights: a release (models/NAME), a run directory or an .h5.")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patience, max_images,
-          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, resume, overwrite) -> None:
+          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema, init, resume,
+          overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -48,7 +57,7 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
             raise click.ClickException("cannot resume: %s not found" % cfg_path)
         cfg = RunConfig.load(cfg_path)
         fixed = {"width": width, "activation": activation, "batch_size": batch_size, "max_images": max_images,
-                 "seed": seed, "augment": augment}
+                 "seed": seed, "augment": augment, "oversample": oversample or None, "ema": ema, "init": init}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
@@ -62,7 +71,8 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
         override(cfg.model, width=width, activation=activation)
         override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
-                 time_budget_min=time_budget_min)
+                 time_budget_min=time_budget_min, ema=ema, init=init,
+                 oversample=_parse_oversample(oversample) if oversample else None)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:
         raise click.ClickException(str(e)) from None
@@ -70,3 +80,21 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
                % (state["best_val_nme"], state["best_epoch"], state["epochs_done"],
                   ", stopped by " + state["stop_reason"] if state.get("stop_reason") else "",
                   os.path.join(run_dir, "fp32.h5")))
+
+
+def _parse_oversample(items) -> dict:
+    """("wflw_pseudo/=3", "pose=2") -> {"wflw_pseudo/": 3, "pose": 2}, or a usage error naming the item."""
+    rules = {}
+    for item in items:
+        key, sep, value = item.rpartition("=")
+        if not sep or not key:
+            raise click.BadParameter("%r: expected KEY=N, e.g. wflw_pseudo/=3 or pose=2" % item,
+                                     param_hint="--oversample")
+        try:
+            rules[key] = int(value)
+        except ValueError:
+            raise click.BadParameter("%r: N must be a whole number" % item,
+                                     param_hint="--oversample") from None
+        if rules[key] < 1:
+            raise click.BadParameter("%r: N must be >= 1" % item, param_hint="--oversample")
+    return rules

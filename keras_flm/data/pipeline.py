@@ -23,7 +23,7 @@ Model targets are packed into one tensor so a plain Keras loss sees them all:
     y = [landmarks (196, crop-normalised) | euler (3, radians) | attributes (6)].
 """
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -116,9 +116,11 @@ def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value
 
 
 def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise: np.ndarray,
-                 seed: np.ndarray, sigma: float) -> np.ndarray:
-    """Per image: gamma (a 256-entry LUT), Gaussian blur mixed in with strength blur[i] (0 = none)
-    and uniform noise of std noise[i]; the noise generator is seeded from TF's random stream."""
+                 seed: np.ndarray, sigma: float, lowres: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per image: low resolution (down by lowres[i] < 1 with area averaging, back up bilinearly, as
+    a small face crop is upscaled by crop_face), gamma (a 256-entry LUT), Gaussian blur mixed in with
+    strength blur[i] (0 = none) and uniform noise of std noise[i]; the noise generator is seeded
+    from TF's random stream."""
     import cv2
 
     x = np.clip(np.rint(images), 0, 255).astype(np.uint8)
@@ -128,6 +130,11 @@ def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise
     half = math.sqrt(3.0)  # uniform on [-sqrt(3), sqrt(3)] has unit std
     for i in range(x.shape[0]):
         img = x[i]
+        if lowres is not None and lowres[i] < 1.0:
+            h, w = img.shape
+            small = cv2.resize(img, (max(8, int(round(w * float(lowres[i])))),
+                                     max(8, int(round(h * float(lowres[i]))))), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         if gammas[i] != 1.0:
             img = cv2.LUT(img, np.rint(255.0 * levels ** float(gammas[i])).astype(np.uint8))
         out[i] = img
@@ -140,7 +147,8 @@ def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise
 
 
 def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
-    """Gamma, blur, noise (OpenCV/numpy), contrast, brightness, occlusion on (B, H, W) float [0, 255]."""
+    """Low resolution, gamma, blur, noise (OpenCV/numpy), side light, contrast, brightness,
+    occlusion on (B, H, W) float [0, 255]."""
     import tensorflow as tf
 
     b = tf.shape(images)[0]
@@ -152,11 +160,19 @@ def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
     else:
         blur = tf.zeros([b])
     noise = tf.random.uniform([b], 0.0, aug.noise_std) if aug.noise_std > 0 else tf.zeros([b])
-    if aug.gamma > 0 or aug.blur_prob > 0 or aug.noise_std > 0:
+    if aug.lowres_prob > 0:
+        lowres = tf.where(tf.random.uniform([b]) < aug.lowres_prob,
+                          tf.random.uniform([b], min(aug.lowres_min, 1.0), 1.0), 1.0)
+    else:
+        lowres = tf.ones([b])
+    if aug.gamma > 0 or aug.blur_prob > 0 or aug.noise_std > 0 or aug.lowres_prob > 0:
         seed = tf.random.uniform([], 0, 2 ** 31 - 1, dtype=tf.int64)
-        x = tf.numpy_function(lambda im, g, bl, nz, sd: _pixel_batch(im, g, bl, nz, sd, aug.blur_sigma),
-                              [x, gammas, blur, noise, seed], tf.float32, stateful=False)
+        x = tf.numpy_function(lambda im, g, bl, nz, sd, lr: _pixel_batch(im, g, bl, nz, sd, aug.blur_sigma,
+                                                                          lr),
+                              [x, gammas, blur, noise, seed, lowres], tf.float32, stateful=False)
         x = tf.ensure_shape(x, images.shape)
+    if aug.shade_prob > 0 and aug.shade_strength > 0:
+        x = x * _shade_gain(tf, b, images.shape[1], images.shape[2], aug)
     if aug.contrast > 0:
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
         x = (x - mean) * (1.0 + _uniform(tf, [b, 1, 1], aug.contrast)) + mean
@@ -174,6 +190,18 @@ def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
         fill = tf.random.uniform([b, 1, 1], 0.0, 255.0)
         x = tf.where(mask, fill, x)
     return x
+
+
+def _shade_gain(tf, b, h: int, w: int, aug: AugmentConfig):
+    """(B, H, W) multiplicative light gradient: 1 + a * (position along a random direction), a in
+    [-s, s], on a share shade_prob of the crops (1 elsewhere): one side of the face lit, one dark."""
+    phi = tf.random.uniform([b, 1, 1], 0.0, 2.0 * math.pi)
+    amp = tf.random.uniform([b, 1, 1], 0.0, aug.shade_strength)
+    amp = tf.where(tf.random.uniform([b, 1, 1]) < aug.shade_prob, amp, 0.0)
+    ys = (tf.range(h, dtype=tf.float32) - (h - 1) / 2.0) / (h / 2.0)
+    xs = (tf.range(w, dtype=tf.float32) - (w - 1) / 2.0) / (w / 2.0)
+    ramp = tf.cos(phi) * xs[None, None, :] + tf.sin(phi) * ys[None, :, None]
+    return tf.maximum(0.0, 1.0 + amp * ramp)
 
 
 def to_model_input(images, spec: CropSpec):
@@ -194,13 +222,39 @@ def pack_targets(landmarks, euler_deg, attributes):
                       tf.cast(attributes, tf.float32)], axis=1)
 
 
+def oversample_counts(cache: CropCache, rules: Dict[str, int]) -> np.ndarray:
+    """Per-face repeat counts (N,) int: the largest factor among the rules a face matches.
+
+    A rule key that names a WFLW attribute (runtime.landmarks.ATTRIBUTES, e.g. "pose") matches the
+    faces with that flag; any other key is an image-path prefix ("wflw_pseudo/"). Why: the hard,
+    in-the-wild faces are a minority of the train list, and the test faces are all of that kind.
+    """
+    counts = np.ones(len(cache), np.int64)
+    for key, factor in (rules or {}).items():
+        factor = int(factor)
+        if factor < 1:
+            raise ValueError("oversample factor for %r must be >= 1, got %r" % (key, factor))
+        if key in ATTRIBUTES:
+            hit = np.asarray(cache.attributes)[:, ATTRIBUTES.index(key)] > 0
+        else:
+            hit = np.array([p.startswith(key) for p in cache.rel_paths], bool)
+        if not hit.any():
+            raise ValueError("oversample rule %r matches no training face (keys: an attribute of %s or an "
+                             "image-path prefix such as %r)" % (key, ", ".join(ATTRIBUTES),
+                                                                cache.rel_paths[0].split("/")[0] + "/"))
+        counts[hit] = np.maximum(counts[hit], factor)
+    return counts
+
+
 def make_dataset(cache: CropCache, batch_size: int, aug: Optional[AugmentConfig] = None,
                  spec: Optional[CropSpec] = None, training: bool = True, seed: Optional[int] = None,
-                 drop_remainder: Optional[bool] = None, repeat: bool = False):
+                 drop_remainder: Optional[bool] = None, repeat: bool = False,
+                 counts: Optional[np.ndarray] = None):
     """tf.data.Dataset of (x (B, 112, 112, 1) float32, y (B, TARGET_DIMS)) from a crop cache.
 
     training=True shuffles (reshuffled each epoch) and augments; otherwise the batches are
-    the un-augmented contract crops in cache order.
+    the un-augmented contract crops in cache order. counts (N,) repeats face i counts[i] times
+    per epoch (oversample_counts).
     """
     import tensorflow as tf
 
@@ -222,9 +276,12 @@ def make_dataset(cache: CropCache, batch_size: int, aug: Optional[AugmentConfig]
             x = augment_photometric(x, aug, spec)
         return to_model_input(x, spec), pack_targets(pts, eul, tf.gather(attributes, idx))
 
-    ds = tf.data.Dataset.range(n)
+    order = np.arange(n, dtype=np.int64)
+    if counts is not None:
+        order = np.repeat(order, counts)
+    ds = tf.data.Dataset.from_tensor_slices(order)
     if training:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: venv test lint pytest demo demo-smoke clean
+.PHONY: venv test lint pytest demo demo-smoke clean xir vai-q
 
 venv: $(STAMP)
 
@@ -30,6 +30,16 @@ demo: venv
 
 demo-smoke: venv
 	$(PY) scripts/demo.py --smoke --run runs/demo-smoke
+
+# XIR (reads .xmodel files) + its Python module from ../shared/vendor, or VITIS_AI_SRC=<Vitis AI checkout>;
+# cached in ~/.cache/flm/xir-<hash>/, imported by the venv through a .pth file (scripts/build_xir.sh)
+xir: venv
+	XIR_PYTHON=$(PY) scripts/build_xir.sh
+
+# vai_q_tensorflow2 3.5 (the Vitis AI quantizer) from ../shared/vendor, or VITIS_AI_SRC=<Vitis AI checkout>,
+# into its own venv (TF 2.12) cached in ~/.cache/flm/vai_q-<hash>/; `flm vitis quantize` then runs in it
+vai-q:
+	$(PYTHON) -m vitis.vai_q_env build
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache

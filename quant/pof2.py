@@ -2,10 +2,11 @@
 
 vitis-ai.md section 5: int8 in [-128, 127], value = int * 2^-p (p = "fix_point" or
 position). Weights and biases round half-to-even; activations round half up,
-floor(x * 2^p + 0.5) ("DPU_ROUND"). The position is searched as the DPU quantizer does:
-start at the non-overflow position (the largest p with max|x| * 2^p <= 127) and keep the
-one of p .. p+search with the least mean squared error (MIN_MSE; larger p = finer step,
-more clipping).
+floor(x * 2^p + 0.5) ("DPU_ROUND"). The position is searched as vai_q_tensorflow2 does
+(checked against it: scripts/compare_vai_q.py): start at the non-overflow position (the
+largest p with max * 2^p <= 127 and min * 2^p >= -128) and keep the one of p .. p+search
+with the least mean squared error (MIN_MSE; larger p = finer step, more clipping); an
+activation's position is the most common of the calibration batches' own positions.
 
 Fake quantization is `tf.quantization.fake_quant_with_min_max_vars` with
 min = -128 * 2^-p and max = 127 * 2^-p: that op's nudged scale is exactly 2^-p, its zero
@@ -17,8 +18,9 @@ The DPU averages a pooling window as sum * k / 2^n instead of sum / area; with
 VitisAveragePooling does, so the fake-quant model sees the DPU's pooling gain
 (Pof2PoolQuantizer; the TFLite file then holds a MUL by that gain).
 """
+import contextlib
 import math
-from typing import Dict, Optional
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -57,12 +59,30 @@ def quantize_np(x: np.ndarray, pos: int, half_up: bool = True) -> np.ndarray:
     return np.clip(q, QMIN, QMAX) / s
 
 
+def range_position(lo: float, hi: float) -> int:
+    """vai_q's non-overflow position of a value range (get_quantize_pos_non_overflow): the largest p
+    with hi * 2^p <= 127 and lo * 2^p >= -128 -- the negative side may use -128, so a tensor whose
+    minimum dominates gets one position more than max|x| alone would give it."""
+    inv = max(float(hi) / QMAX, float(lo) / QMIN)
+    if not inv > 0 or not math.isfinite(inv):
+        return 0 if not inv > 0 else -126
+    return int(math.floor(-math.log2(inv)))
+
+
 def mse_position(values: np.ndarray, max_abs: Optional[float] = None, search: int = 4,
-                 half_up: bool = True) -> int:
-    """MIN_MSE position over non-overflow .. non-overflow + search (ties: the coarser one)."""
+                 half_up: bool = True, value_range: Optional[Tuple[float, float]] = None) -> int:
+    """MIN_MSE position over non-overflow .. non-overflow + search (ties: the coarser one).
+
+    The non-overflow position (range_position) is of `value_range` (lo, hi) if given, else of
+    (-max_abs, max_abs), else of the values' own minimum and maximum, as vai_q takes them."""
     v = np.asarray(values, np.float64).ravel()
-    m = float(np.max(np.abs(v))) if max_abs is None else float(max_abs)
-    p0 = non_overflow_position(m)
+    if value_range is not None:
+        lo, hi = value_range
+    elif max_abs is not None:
+        lo, hi = -float(max_abs), float(max_abs)
+    else:
+        lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+    p0 = range_position(lo, hi)
     errs = [float(np.mean((quantize_np(v, p0 + k, half_up) - v) ** 2)) if v.size else 0.0
             for k in range(search + 1)]
     return p0 + int(np.argmin(errs))
@@ -87,11 +107,53 @@ def _fake_quant(x, lo, hi):
     return tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=BITS, narrow_range=False)
 
 
+#: vai_q's calibration ("QCB" mode), switched on by `calibrating`: an activation quantizer traced
+#: meanwhile takes the MIN_MSE position of the batch it sees, stores it and quantizes with it, so
+#: later tensors are calibrated on the quantized network, as vai_q calibrates them.
+_CALIBRATION: Dict[str, object] = {"quantizers": frozenset(), "search": 4}
+
+
+@contextlib.contextmanager
+def calibrating(quantizers_: Iterable[object], search: int = 4) -> Iterator[None]:
+    """Within: `quantizers_` (activation quantizer objects) calibrate on every batch they see."""
+    _CALIBRATION.update(quantizers=frozenset(id(q) for q in quantizers_), search=int(search))
+    try:
+        yield
+    finally:
+        _CALIBRATION.update(quantizers=frozenset())
+
+
+def _calibrates(quantizer) -> bool:
+    return id(quantizer) in _CALIBRATION["quantizers"]
+
+
+def activation_position_tf(x, search: int):
+    """In-graph MIN_MSE position of a batch of activations (HALF_UP), from the batch's own range."""
+    x = tf.reshape(tf.cast(x, tf.float32), [-1])
+    inv = tf.maximum(tf.maximum(tf.reduce_max(x) / QMAX, tf.reduce_min(x) / QMIN), 1e-30)  # range_position
+    p0 = tf.floor(-tf.math.log(inv) / math.log(2.0))
+    errs = []
+    for k in range(search + 1):
+        scale = tf.pow(2.0, p0 + k)
+        q = tf.clip_by_value(tf.floor(x * scale + 0.5), QMIN, QMAX) / scale
+        errs.append(tf.reduce_mean(tf.square(q - x)))
+    return p0 + tf.cast(tf.argmin(tf.stack(errs)), tf.float32)
+
+
+def _calibrated_range(weights, x, prefixes):
+    """Store the batch's position in the `prefixes` grids of `weights`; returns that grid (lo, hi)."""
+    lo, hi = grid_range(tf.stop_gradient(activation_position_tf(x, _CALIBRATION["search"])))
+    for prefix in prefixes:
+        weights[prefix + "min_var"].assign(lo)
+        weights[prefix + "max_var"].assign(hi)
+    return lo, hi
+
+
 def weight_position_tf(w, search: int):
     """In-graph MIN_MSE position of a weight tensor (half-to-even rounding)."""
     w = tf.cast(w, tf.float32)
-    max_abs = tf.maximum(tf.reduce_max(tf.abs(w)), 1e-30)
-    p0 = tf.floor(tf.math.log(QMAX / max_abs) / math.log(2.0))
+    inv = tf.maximum(tf.maximum(tf.reduce_max(w) / QMAX, tf.reduce_min(w) / QMIN), 1e-30)  # range_position
+    p0 = tf.floor(-tf.math.log(inv) / math.log(2.0))
     cands = p0 + tf.range(search + 1, dtype=tf.float32)
     scales = tf.pow(2.0, cands)
     flat = tf.reshape(w, [1, -1])
@@ -178,6 +240,8 @@ class Pof2ActivationQuantizer(quantizers.Quantizer):
         return _range_vars(layer, name, self.init_pos)
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if _calibrates(self):
+            return _fake_quant(inputs, *_calibrated_range(weights, inputs, [""]))
         return _fake_quant(inputs, weights["min_var"], weights["max_var"])
 
     def get_config(self):
@@ -214,6 +278,11 @@ class Pof2PoolQuantizer(Pof2ActivationQuantizer):
         return v
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if _calibrates(self):  # one grid for the mean and the output, from the pooled output
+            grids = ["pre_", ""] if self.quantize else ["pre_"]
+            lo, hi = _calibrated_range(weights, inputs * self.gain, grids)
+            x = _fake_quant(inputs, lo, hi) * self.gain
+            return _fake_quant(x, lo, hi) if self.quantize else x
         x = _fake_quant(inputs, weights["pre_min_var"], weights["pre_max_var"])
         if self.gain != 1.0:
             x = x * self.gain

@@ -6,14 +6,16 @@ run the calibration crops through the BN-folded float model, record each quantiz
 tensor's statistics and write them into the quantizers' variables:
   * "default": the global min / max over the calibration set (what the TFLite calibrator
     uses for PTQ), so QAT starts from the PTQ ranges;
-  * "pof2": the DPU's MIN_MSE position (quant.pof2.mse_position) on a random sample of
-    each tensor, starting from the non-overflow position of the global max |x|.
+  * "pof2": vai_q_tensorflow2's own calibration (calibrate_pof2): per batch of 32 crops, the
+    fake-quant model runs with each activation quantizer taking the MIN_MSE position of its
+    batch; the most common position per tensor is kept, and a Concatenate and the pooled
+    tensors it reads get the smallest of theirs (vai_q's align_concat).
 Weight quantizers keep their range in variables that only a training step updates
 (TFMOT's LastValueQuantizer starts at +-6!), so `init_weight_ranges` sets them from the
 current weights as a training step would: the symmetric max |w| (default) or the MIN_MSE
 half-to-even position (pof2).
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -86,7 +88,7 @@ METHODS = ("percentile", "minmax")
 
 
 def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropSpec = DEFAULT_SPEC,
-                search: int = 4, sample: int = 20000, batch: int = 16, seed: int = 0,
+                search: int = 4, sample: int = 20000, batch: Optional[int] = None, seed: int = 0,
                 method: str = "percentile", percentile: float = 99.9) -> Dict[str, object]:
     """Write calibrated ranges into `qmodel`'s quantizers; return what was set per layer.
 
@@ -101,23 +103,17 @@ def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropS
         raise ValueError("calibration method must be one of %s, got %r" % (", ".join(METHODS), method))
     init_weight_ranges(qmodel)
     targets = quantized_outputs(qmodel)
+    if scheme == "pof2":
+        chosen = calibrate_pof2(qmodel, targets, crops, spec, search, batch or 32)
+        _align_concat(targets, float_model, chosen)
+        return chosen
     names = [n for _, n in targets]
-    need_sample = scheme == "pof2" or method == "percentile"
-    stats = collect_stats(float_model, names, crops, spec, batch, sample if need_sample else 0, seed)
+    sample = sample if method == "percentile" else 0
+    stats = collect_stats(float_model, names, crops, spec, batch or 16, sample, seed)
     chosen: Dict[str, object] = {}
     for wrapper, name in targets:
         s = stats[name]
         v = wrapper._output_quantizer_vars
-        q = wrapper._output_quantizers[0]
-        if scheme == "pof2":
-            gain = getattr(q, "gain", 1.0)
-            pos = pof2.mse_position(s["sample"] * gain, s["max_abs"] * gain, search, half_up=True)
-            if "min_var" in v:
-                pof2.set_position(v, pos)
-            if "pre_min_var" in v:
-                pof2.set_position(v, pos, "pre_")
-            chosen[name] = pos
-            continue
         lo, hi = s["min"], s["max"]
         if method == "percentile":
             lo, hi = (float(x) for x in np.percentile(s["sample"], [100.0 - percentile, percentile]))
@@ -127,13 +123,46 @@ def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropS
         v["min_var"].assign(lo)
         v["max_var"].assign(hi)
         chosen[name] = (lo, hi)
-    if scheme == "pof2":
-        _tie_pools_to_concat(targets, float_model, chosen)
     return chosen
 
 
-def _tie_pools_to_concat(targets, float_model, chosen: Dict[str, object]) -> None:
-    """A pooled tensor feeding a Concatenate is rounded on the concat's grid (DPU: one position)."""
+def calibrate_pof2(qmodel, targets, crops: np.ndarray, spec: CropSpec = DEFAULT_SPEC, search: int = 4,
+                   batch: int = 32) -> Dict[str, object]:
+    """vai_q_tensorflow2's pof2s calibration of the activation positions (its "QCB" pass).
+
+    Batch by batch (vai_q's calib batch: 32) the fake-quant model runs with every activation
+    quantizer taking the MIN_MSE position of the batch it sees and quantizing with it, so a
+    tensor is calibrated on what the quantized layers before it produce; each tensor keeps the
+    most common of its batches' positions, ties to the earliest batch's (vai_q's
+    get_most_common_quantize_info). Weights must hold their positions already."""
+    import tensorflow as tf
+
+    x_all = normalize_input(crops, spec)
+    seen: Dict[str, List[int]] = {name: [] for _, name in targets}
+    with pof2.calibrating([w._output_quantizers[0] for w, _ in targets], search):
+        fn = tf.function(lambda x: qmodel(x, training=False))
+        for start in range(0, len(x_all), batch):
+            fn(tf.constant(x_all[start:start + batch]))
+            for wrapper, name in targets:
+                v = wrapper._output_quantizer_vars
+                grid = v["pre_max_var" if "pre_max_var" in v else "max_var"]
+                seen[name].append(pof2.position_of(grid.numpy()))
+    chosen: Dict[str, object] = {}
+    for wrapper, name in targets:
+        pos = max(seen[name], key=seen[name].count)
+        v = wrapper._output_quantizer_vars
+        for prefix in ("", "pre_"):
+            if prefix + "min_var" in v:
+                pof2.set_position(v, pos, prefix)
+        chosen[name] = pos
+    return chosen
+
+
+def _align_concat(targets, float_model, chosen: Dict[str, object]) -> None:
+    """vai_q's align_concat: a Concatenate and the pooled tensors it reads (rounded on its grid: the
+    DPU concatenates int8 tensors of one position) share the smallest of their positions."""
+    wrappers = {name: w for w, name in targets}
+    feeds: Dict[str, List[str]] = {}
     for wrapper, name in targets:
         v = wrapper._output_quantizer_vars
         if "pre_min_var" not in v or "min_var" in v:
@@ -141,5 +170,11 @@ def _tie_pools_to_concat(targets, float_model, chosen: Dict[str, object]) -> Non
         users = [n.outbound_layer for n in float_model.get_layer(name)._outbound_nodes
                  if n.outbound_layer.name in chosen]
         if len(users) == 1:
-            pof2.set_position(v, chosen[users[0].name], "pre_")
-            chosen[name] = chosen[users[0].name]
+            feeds.setdefault(users[0].name, []).append(name)
+    for cat, pools in feeds.items():
+        pos = min([chosen[cat]] + [chosen[p] for p in pools])
+        pof2.set_position(wrappers[cat]._output_quantizer_vars, pos)
+        for name in [cat] + pools:
+            if name != cat:
+                pof2.set_position(wrappers[name]._output_quantizer_vars, pos, "pre_")
+            chosen[name] = pos

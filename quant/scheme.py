@@ -68,6 +68,7 @@ class SchemeOptions:
     frozen_ranges: bool = True  # default scheme: activation ranges stay at calibration (no EMA drift)
     search: int = 4  # pof2: MIN_MSE positions tried above the non-overflow one
     dpu_avgpool: bool = True  # pof2: the DPU's average-pooling gain
+    cle_steps: int = 0  # cross-layer equalization steps before quantizing (vai_q's default: 10; quant.cle)
 
     def __post_init__(self) -> None:
         _check_scheme(self.scheme)
@@ -317,6 +318,10 @@ def quantize(model, opts: Optional[SchemeOptions] = None,
     keras = get_keras()
     opts = opts or SchemeOptions()
     folded = fold_batchnorm(model)
+    if opts.cle_steps:
+        from quant.cle import equalize
+
+        equalize(folded, opts.cle_steps)
     plan = layer_configs(folded, opts)
     with scope():
         annotated = keras.models.clone_model(

@@ -6,7 +6,9 @@ A directory holding model files and ``meta.json``; the tarball holds the same di
 under the name ``<run>-bundle/``. Model files:
 
 - ``<net>.xmodel``: the compiled DPU model, when `flm vitis compile` has run
-  (from run/vitis/compile.json, md5-checked against the compile record);
+  (from run/vitis/compile.json, md5-checked against the compile record, and refused unless it passes
+  `flm vitis check`'s rules: one DPU subgraph, crop-contract input/output -- read with XIR when
+  importable, else from the compile record);
 - every ``*.onnx`` and ``*.tflite`` in the run directory, so `flm-dpu run --model BUNDLE`
   also works on a host (or a board without the DPU overlay) through ONNX Runtime/TFLite.
 
@@ -170,6 +172,7 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
             if md5 != compile_rec.get("md5"):
                 raise BundleError("%s has md5 %s but %s recorded %s: it changed after compiling; "
                                   "compile again" % (src, md5, compile_path, compile_rec.get("md5")))
+            checked = _check_xmodel(src, run_dir, compile_rec)
             name = os.path.basename(src)
             shutil.copyfile(src, os.path.join(out, name))
             files[name] = {"backend": "vart", "source": compile_rec["xmodel"]}
@@ -178,13 +181,16 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
             xir = compile_rec.get("xir") or {}
             in_fix = (xir.get("inputs") or [{}])[0].get("fix_point")
             out_fix = (xir.get("outputs") or [{}])[0].get("fix_point")
+            dpu_sub = [s for s in (checked.get("xir") or {}).get("subgraphs", []) if s["device"] == "DPU"]
+            if dpu_sub:  # read from the file itself (XIR) rather than the record
+                in_fix, out_fix = dpu_sub[0]["inputs"][0]["fix_point"], dpu_sub[0]["outputs"][0]["fix_point"]
             dpu = {"target": compile_rec.get("target") or (compile_rec.get("arch") or {}).get("content", {})
                    .get("target"),
-                   "fingerprint": compile_rec.get("fingerprint"),
-                   "fingerprint_source": compile_rec.get("fingerprint_source"),
+                   "fingerprint": checked.get("fingerprint"),
+                   "fingerprint_source": checked.get("fingerprint_source"),
                    "known_fingerprints": dict(FINGERPRINTS),
                    "compiled_from": compile_rec.get("model"),
-                   "dpu_subgraphs": compile_rec.get("dpu_subgraphs"),
+                   "dpu_subgraphs": checked.get("dpu_subgraphs"),
                    "total_subgraphs": compile_rec.get("total_subgraphs"),
                    "xmodel_md5": md5}
         for fname in host:
@@ -228,6 +234,22 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
         if tar_tmp:
             replace_path(tar_tmp, os.path.join(run_dir, "bundle.tar.gz"))
     return meta
+
+
+def _check_xmodel(xmodel: str, run_dir: str, compile_rec: Dict[str, Any]) -> Dict[str, Any]:
+    """The board's rules (vitis.compile.verify_xmodel: one DPU subgraph, crop-contract I/O), read with XIR
+    when importable, else from the compile record; a failing xmodel is not bundled."""
+    from runtime.preprocess import CropSpec
+    from vitis.compile import verify_xmodel
+    from vitis.tools import load_xir
+
+    res = verify_xmodel(xmodel, load_xir(), record=compile_rec, spec=CropSpec.from_dict(_crop(run_dir)),
+                        run_hint=run_dir)
+    if res["problems"]:
+        raise BundleError("%s fails the board checks (read with %s), so it is not bundled:\n  - %s\n"
+                          "(`flm vitis check --run %s` prints every rule)"
+                          % (xmodel, res["read_with"], "\n  - ".join(res["problems"]), run_dir))
+    return res
 
 
 def _verify(bundle_dir: str) -> None:

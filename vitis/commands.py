@@ -1,12 +1,13 @@
 """`flm vitis ...`: the Vitis AI flow for the KV260 DPU.
 
-lint runs anywhere; inspect/quantize need vai_q_tensorflow2 and compile needs
-vai_c_tensorflow2, which exist only inside the Vitis AI docker (the repository's
-Dockerfile); bundle runs anywhere. No TensorFlow at module level: `flm --help` stays light.
+lint runs anywhere; inspect (target-aware vai_q_tensorflow2) and compile (vai_c_tensorflow2)
+need the Vitis AI docker (the repository's Dockerfile); quantize runs there or, on a plain
+host, in the vai_q_tensorflow2 build of `make vai-q` (vitis.vai_q_env); bundle runs anywhere.
+No TensorFlow at module level: `flm --help` stays light.
 """
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import click
 
@@ -22,12 +23,12 @@ from vitis.config import (
 )
 
 
-def _cmdline(ctx: click.Context) -> str:
-    """The command as the user would type it inside the docker (for error messages)."""
-    parts = ["flm vitis", ctx.info_name or ""]
+def _option_args(ctx: click.Context, defaults: bool = False) -> List[str]:
+    """The command's options as arguments (`defaults`: also those left at their default)."""
+    parts: List[str] = []
     for p in ctx.command.params:
         v = ctx.params.get(p.name)
-        if not isinstance(p, click.Option) or v is None or v == p.default:
+        if not isinstance(p, click.Option) or v is None or (v == p.default and not defaults):
             continue
         opt = max(p.opts, key=len)
         if p.is_flag:
@@ -35,7 +36,12 @@ def _cmdline(ctx: click.Context) -> str:
                 parts.append(opt if v else max(p.secondary_opts, key=len))
         else:
             parts += [opt, str(v)]
-    return " ".join(x for x in parts if x)
+    return parts
+
+
+def _cmdline(ctx: click.Context) -> str:
+    """The command as the user would type it inside the docker (for error messages)."""
+    return " ".join(x for x in ["flm vitis", ctx.info_name or ""] + _option_args(ctx) if x)
 
 
 def _require_run(run_dir: str) -> str:
@@ -52,10 +58,10 @@ def _require_file(path: str, hint: str) -> str:
 
 
 def _load_keras_model(path: str) -> Any:
-    from keras_flm.keras_compat import get_keras
+    from vitis.quantize import load_float_model
 
     try:
-        return get_keras().models.load_model(path, compile=False)
+        return load_float_model(path)
     except Exception as e:  # noqa: BLE001 - name the file whatever Keras raised
         raise click.ClickException("cannot load the Keras model %s: %s: %s"
                                    % (path, type(e).__name__, e)) from e
@@ -65,8 +71,9 @@ def _load_keras_model(path: str) -> Any:
 def vitis() -> None:
     """Vitis AI flow for the KV260 DPU: lint, inspect, quantize, compile, check, bundle.
 
-    lint, check and bundle run anywhere; inspect, quantize and compile need the Vitis AI docker
-    (build the repository's Dockerfile: docker build -t flm-vitis .).
+    lint, check and bundle run anywhere; inspect and compile need the Vitis AI docker (build the
+    repository's Dockerfile: docker build -t flm-vitis .); quantize runs there or, without it, in the
+    vai_q_tensorflow2 that `make vai-q` builds on the host.
     """
 
 
@@ -188,13 +195,29 @@ def inspect(ctx: click.Context, run_dir: str, target: str) -> None:
 def quantize(ctx: click.Context, run_dir: str, mode: str, calib: Optional[int], fast_ft: bool, cle: bool,
              dump: bool, target: str, data_root: Optional[str], epochs: Optional[int], lr: Optional[float],
              batch_size: Optional[int], max_images: Optional[int], steps_per_epoch: Optional[int]) -> None:
-    """Vitis AI quantizer (vai_q_tensorflow2) -> run/vitis_ptq.h5 or run/vitis_qat.h5 (needs the docker).
+    """Vitis AI quantizer (vai_q_tensorflow2) -> run/vitis_ptq.h5 or run/vitis_qat.h5.
 
-    Calibration uses the TFMOT flow's crops (500 training-split faces, crop contract,
-    (u8-128)/128 normalisation). Everything is written to a temporary directory first.
+    Inside the Vitis AI docker it uses the image's vai_q_tensorflow2; on a plain host the one
+    `make vai-q` built from source into its own cached virtualenv (TensorFlow 2.12), in which
+    this same command then runs. Calibration uses the TFMOT flow's crops (500 training-split
+    faces, crop contract, (u8-128)/128 normalisation). Also writes run/vitis/quantize_MODE.json
+    (settings, md5, reload check) and run/vitis/quantize_info_MODE.json (the fix position vai_q
+    chose for every quantized tensor). Everything is written to a temporary directory first.
     """
     from vitis import tools
 
+    if not tools.vai_q_here():
+        from vitis import vai_q_env
+
+        host = None if vai_q_env.in_worker() else vai_q_env.find()
+        if host is not None:
+            _quantize_inputs(run_dir, mode)  # fail here, before starting TensorFlow 2.12
+            click.echo("vai_q_tensorflow2: not in this environment; running in the host build %s" % host.root,
+                       err=True)
+            code = vai_q_env.run_flm(host, [ctx.info_name or "quantize"] + _option_args(ctx, defaults=True))
+            if code:
+                raise click.exceptions.Exit(code)
+            return
     vq = tools.load_vai_q(_cmdline(ctx))
     _require_run(run_dir)
     from keras_flm.config import override
@@ -206,33 +229,57 @@ def quantize(ctx: click.Context, run_dir: str, mode: str, calib: Optional[int], 
     run_quantize(vq, run_dir, mode, cfg, target, data_root, dump)
 
 
-def run_quantize(vq: Any, run_dir: str, mode: str, cfg: VitisConfig, target: Optional[str],
-                 data_root: Optional[str] = None, dump: bool = False) -> Dict[str, Any]:
-    """The quantize command's work, with the vai_q module passed in (tests pass a stand-in)."""
-    from keras_flm.config import RunConfig
-    from keras_flm.keras_compat import get_keras
-    from vitis.calibration import calibration_crops
-    from vitis.files import md5_file, replace_path, scratch_dir, write_json
-    from vitis.quantize import calibration_input, dump_golden, ptq, save_h5
-
-    keras = get_keras()
-    started = time.time()
-    run_cfg = RunConfig.load(_require_file(os.path.join(run_dir, "config.json"), "written by flm train"))
+def _quantize_inputs(run_dir: str, mode: str) -> Dict[str, str]:
+    """{"config": config.json, "source": the model to quantize} of a run, or a ClickException."""
+    _require_run(run_dir)
+    config = _require_file(os.path.join(run_dir, "config.json"), "written by flm train")
     if mode == "ptq":
         source = _require_file(os.path.join(run_dir, "fp32.h5"), "train first: flm train --run %s" % run_dir)
     else:
         from quant.run import training_model_path
 
         source = training_model_path(run_dir)
+    return {"config": config, "source": source}
+
+
+def run_quantize(vq: Any, run_dir: str, mode: str, cfg: VitisConfig, target: Optional[str],
+                 data_root: Optional[str] = None, dump: bool = False) -> Dict[str, Any]:
+    """The quantize command's work, with the vai_q module passed in (the docker's or the host build's)."""
+    from keras_flm.config import RunConfig
+    from vitis.calibration import calibration_crops
+    from vitis.files import md5_file, replace_path, scratch_dir, write_json
+    from vitis.quantize import (
+        about_quantizer,
+        calibration_input,
+        dump_golden,
+        ptq,
+        quantize_info,
+        reload_check,
+        save_h5,
+        usable_target,
+    )
+
+    started = time.time()
+    inputs = _quantize_inputs(run_dir, mode)
+    source = inputs["source"]
+    run_cfg = RunConfig.load(inputs["config"])
     try:
         crops = calibration_crops(run_dir, cfg.calib_size, data_root, seed=cfg.calib_seed)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     calib_x = calibration_input(crops, run_cfg.crop)
     click.echo("calibration: %d crops from the training split" % len(calib_x), err=True)
+    target, note = usable_target(vq, target)
+    if note:
+        click.echo("note: %s" % note, err=True)
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
     record: Dict[str, Any] = {"mode": mode, "target": target, "source": os.path.basename(source),
                               "source_md5": md5_file(source), "calib_images": int(len(calib_x)),
-                              "config": cfg.to_dict()}
+                              "config": cfg.to_dict(), "quantizer": about_quantizer(vq)}
+    if note:
+        record["target_note"] = note
     if mode == "ptq":
         record["strategy"] = "pof2s"
         qmodel = ptq(vq, _load_keras_model(source), calib_x, cfg, target)
@@ -242,10 +289,17 @@ def run_quantize(vq: Any, run_dir: str, mode: str, cfg: VitisConfig, target: Opt
         qmodel, record["history"] = result["model"], result["history"]
     out_name = QUANT_OUTPUTS[mode]
     vitis_dir = os.path.join(run_dir, VITIS_DIR)
+    info_name = "quantize_info_%s.json" % mode
     with scratch_dir(run_dir) as tmp:
         tmp_model = os.path.join(tmp, out_name)
         save_h5(qmodel, tmp_model)
         record["output"], record["output_md5"] = out_name, md5_file(tmp_model)
+        record["reload_max_abs_diff"] = reload_check(vq, keras, tmp_model, qmodel, calib_x[:8])
+        info = quantize_info(vq, qmodel)
+        write_json(os.path.join(tmp, info_name), dict(info, mode=mode, model=out_name,
+                                                      strategy=record["strategy"]))
+        record["quantize_info"] = os.path.join(VITIS_DIR, info_name)
+        record["fix_positions"] = info["tensors"]
         dump_dir = None
         if dump:
             dump_dir = dump_golden(vq, qmodel, calib_x[:cfg.dump_samples], os.path.join(tmp, "dump"))
@@ -255,10 +309,12 @@ def run_quantize(vq: Any, run_dir: str, mode: str, cfg: VitisConfig, target: Opt
         os.makedirs(vitis_dir, exist_ok=True)
         if dump_dir:
             replace_path(dump_dir, os.path.join(vitis_dir, "dump_" + mode))
+        replace_path(os.path.join(tmp, info_name), os.path.join(vitis_dir, info_name))
         replace_path(tmp_model, os.path.join(run_dir, out_name))
     write_json(os.path.join(vitis_dir, "quantize_%s.json" % mode), record)
-    click.echo("wrote %s (md5 %s) in %.0f s" % (os.path.join(run_dir, out_name), record["output_md5"],
-                                               record["seconds"]))
+    click.echo("wrote %s (md5 %s) in %.0f s; %d fix positions in %s"
+               % (os.path.join(run_dir, out_name), record["output_md5"], record["seconds"],
+                  record["fix_positions"], os.path.join(run_dir, record["quantize_info"])))
     return record
 
 
@@ -357,26 +413,65 @@ def compile_cmd(ctx: click.Context, run_dir: str, model_name: str, arch: Optiona
 
 
 @vitis.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
+              help="Run directory: check the xmodel its compile.json records (md5 first).")
+@click.option("--xmodel", "xmodel", default=None, type=click.Path(dir_okay=False),
+              help="Check this .xmodel file instead (needs XIR: `make xir` on a host).")
 @click.option("--board-fingerprint", default=None,
               help="The fingerprint the board's DPU reports (`xdputil query`), e.g. %s."
               % FINGERPRINTS["vai2.5"])
-def check(run_dir: str, board_fingerprint: Optional[str]) -> None:
-    """Re-check the compiled xmodel (md5, one DPU subgraph) and its fingerprint against the board's.
+def check(run_dir: Optional[str], xmodel: Optional[str], board_fingerprint: Optional[str]) -> None:
+    """Check a compiled xmodel against the board's rules: exactly one DPU subgraph, DPU input/output
+    that fit the crop contract (112x112x1 int8 in, 196 values out), and its fingerprint against the
+    board's.
 
-    Runs anywhere (XIR is used when importable). Exits 1 on a mismatch, naming the
-    --fingerprint to recompile with.
+    Reads the file with XIR when importable (the Vitis AI docker, the board, or `make xir` on a host);
+    without XIR, --run falls back to compile.json. Prints every rule and exits 1 if any fails, naming
+    the CPU subgraphs that split the DPU graph or the --fingerprint to recompile with.
     """
     from vitis import tools
-    from vitis.compile import check_compiled
+    from vitis.compile import check_compiled, verify_xmodel
 
-    _require_run(run_dir)
-    res = check_compiled(run_dir, board_fingerprint, xir=tools.load_xir())
-    click.echo("xmodel: %s\nmd5: %s (matches compile.json)\nDPU subgraphs: %s\nfingerprint: %s (%s)"
-               % (res["xmodel"], res["md5"], res["dpu_subgraphs"], res["fingerprint"],
-                  res["fingerprint_source"]))
-    if board_fingerprint:
+    if (run_dir is None) == (xmodel is None):
+        raise click.UsageError("give exactly one of --run RUN_DIR or --xmodel FILE")
+    xir = tools.load_xir()
+    if xmodel is not None:
+        if xir is None:
+            raise tools.VitisToolMissing("checking an .xmodel file needs XIR, which is not importable here: "
+                                         "build it with `make xir` (host), or run in the Vitis AI docker")
+        if not os.path.isfile(xmodel):
+            raise click.BadParameter("no such file: %s" % xmodel, param_hint="--xmodel")
+        res = verify_xmodel(xmodel, xir, board_fingerprint)
+    else:
+        _require_run(run_dir)
+        res = check_compiled(run_dir, board_fingerprint, xir=xir, strict=False)
+    click.echo("xmodel: %s" % res["xmodel"])
+    if "md5" in res:
+        click.echo("md5: %s (matches compile.json)" % res["md5"])
+    click.echo("read with: %s" % res["read_with"])
+    x = res.get("xir")
+    if x:
+        click.echo("subgraphs: %s" % ", ".join("%s:%s" % (s["name"], s["device"]) for s in x["subgraphs"]))
+        for s in x["subgraphs"]:
+            if s["device"].upper() == "DPU":
+                for key, what in (("inputs", "input"), ("outputs", "output")):
+                    for t in s[key]:
+                        click.echo("  %s %s: %s %s %s, fix_point %s"
+                                   % (s["name"], what, t["name"], t["dims"], t["dtype"], t["fix_point"]))
+    verdict = "pass: exactly 1" if res["dpu_subgraphs"] == 1 else "FAIL: need 1"
+    click.echo("DPU subgraphs: %s (%s)" % (res["dpu_subgraphs"], verdict))
+    click.echo("fingerprint: %s (%s)" % (res["fingerprint"], res["fingerprint_source"]))
+    problems = res["problems"]
+    if board_fingerprint and not res["fingerprint"]:
+        click.echo("board fingerprint %s: not compared (the xmodel's fingerprint is unknown without XIR)"
+                   % res["board_fingerprint"])
+    elif board_fingerprint and not any("fingerprint mismatch" in p for p in problems):
         click.echo("board fingerprint %s matches." % res["board_fingerprint"])
+    if problems:
+        for p in problems:
+            click.echo("FAIL: %s" % p, err=True)
+        raise click.ClickException("%s fails %d check(s) (listed above)" % (res["xmodel"], len(problems)))
+    click.echo("all checks passed.")
 
 
 # ----------------------------------------------------------------------------- bundle

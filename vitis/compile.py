@@ -6,8 +6,11 @@
 The compiler prints `Total device subgraph number N, DPU subgraph number M`; the board
 runs one DPU subgraph per call, so anything but M = 1 means part of the network fell
 back to the CPU and the compile is refused (a CPU subgraph for the output fix2float is
-normal, hence N = 2 or 3). The xmodel's md5 and, when XIR is importable (docker, board),
-its DPU fingerprint and I/O fix points are recorded in run/vitis/compile.json.
+normal, hence N = 2 or 3). The xmodel's md5 and, when XIR is importable (docker, board, or
+`make xir` on a host), its DPU fingerprint and I/O fix points are recorded in
+run/vitis/compile.json. `verify_xmodel` holds the board's rules for any xmodel (one DPU
+subgraph, crop-contract I/O, the board's fingerprint), read through runtime/xmodel.py;
+`flm vitis check` and `flm vitis bundle` apply them.
 
 Fingerprints: VART refuses an xmodel whose fingerprint differs from the loaded DPU's
 ("CHECK fingerprint fail"). Vitis AI 3.x compiles DPUCZDX8G_ISA1_B4096 to
@@ -15,8 +18,8 @@ Fingerprints: VART refuses an xmodel whose fingerprint differs from the loaded D
 0x101000016010407 (the 2.5 value). `--fingerprint 0x...` compiles for an explicit value
 (an arch.json of just {"fingerprint": ...}); read the board's with `xdputil query`.
 
-The subprocess and XIR are parameters (`runner`, `xir`) so tests drive this module with
-stand-ins that follow the documented behaviour.
+The subprocess and XIR are parameters (`runner`, `xir`) so tests drive this module with the
+compiler stand-in, and with the real XIR or its stand-in (tests/runtime/fake_vitis/xir.py).
 """
 import json
 import os
@@ -24,7 +27,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
@@ -183,27 +186,24 @@ def subprocess_runner(cmd: List[str], cwd: str) -> Tuple[int, str]:
 
 
 def xmodel_info(path: str, xir: Any) -> Dict[str, Any]:
-    """Subgraphs, DPU fingerprint and I/O fix points of an xmodel, read with XIR (docs §6)."""
-    graph = xir.Graph.deserialize(path)
-    subs = list(graph.get_root_subgraph().toposort_child_subgraph())
-    devices = [str(s.get_attr("device")) if s.has_attr("device") else "" for s in subs]
-    dpu = [s for s, d in zip(subs, devices) if d.upper() == "DPU"]
-    info: Dict[str, Any] = {"subgraphs": len(subs), "dpu_subgraphs": len(dpu), "devices": devices}
-    if len(dpu) == 1:
-        s = dpu[0]
-        if s.has_attr("dpu_fingerprint"):
-            fp = s.get_attr("dpu_fingerprint")  # an int from XIR; tolerate a "0x..." string
-            info["fingerprint"] = "0x%x" % (int(fp, 0) if isinstance(fp, str) else int(fp))
-        if s.has_attr("dpu_name"):
-            info["dpu_name"] = str(s.get_attr("dpu_name"))
+    """Subgraphs, DPU fingerprint and I/O fix points of an xmodel, read with XIR (runtime/xmodel.py)."""
+    from runtime.xmodel import read_xmodel, subgraph_problem
 
-        def tensors(ts: Any) -> List[Dict[str, Any]]:
-            return [{"name": t.name, "dims": [int(d) for d in t.dims],
-                     "fix_point": int(t.get_attr("fix_point"))} for t in ts]
-
-        if hasattr(s, "get_input_tensors"):
-            info["inputs"] = tensors(s.get_input_tensors())
-            info["outputs"] = tensors(s.get_output_tensors())
+    x = read_xmodel(path, xir)
+    info: Dict[str, Any] = {"graph": x.graph, "subgraphs": len(x.subgraphs), "dpu_subgraphs": len(x.dpu),
+                            "devices": [s.device for s in x.subgraphs],
+                            "layout": [{"name": s.name, "device": s.device} for s in x.subgraphs],
+                            "splitters": [{"name": s.name, "ops": s.ops} for s in x.splitters()],
+                            "subgraph_problem": subgraph_problem(x)}
+    if len(x.dpu) == 1:
+        s = x.dpu[0]
+        info["subgraph"] = s.name
+        if s.fingerprint is not None:
+            info["fingerprint"] = s.fingerprint_hex
+        if s.dpu_name is not None:
+            info["dpu_name"] = s.dpu_name
+        info["inputs"] = [asdict(t) for t in s.inputs]
+        info["outputs"] = [asdict(t) for t in s.outputs]
     return info
 
 
@@ -284,8 +284,7 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
             xinfo = xmodel_info(xmodel, xir)
             record["xir"] = xinfo
             if xinfo.get("dpu_subgraphs") != 1:
-                raise CompileError("XIR finds %d DPU subgraphs in %s (expected 1)"
-                                   % (xinfo.get("dpu_subgraphs"), xmodel))
+                raise CompileError("XIR: %s" % xinfo["subgraph_problem"])
             if xinfo.get("fingerprint"):
                 record["fingerprint"], record["fingerprint_source"] = xinfo["fingerprint"], "xmodel (XIR)"
         write_json(os.path.join(out_dir, "compile.json"), record)
@@ -309,9 +308,59 @@ def _quote(arg: str) -> str:
     return "'%s'" % arg if any(c in arg for c in " {}\"") else arg
 
 
-def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: Any = None) -> Dict[str, Any]:
-    """Re-verify run/vitis/compile.json's xmodel (md5, one DPU subgraph) and, given the board's
-    fingerprint (`xdputil query`), whether VART will accept it. Raises CompileError on a mismatch."""
+def _fingerprint_problem(xmodel: str, fingerprint: Optional[str], source: Optional[str], board: str,
+                         run_hint: str) -> Optional[str]:
+    if not fingerprint or int(fingerprint, 16) == int(board, 16):
+        return None
+    return ("fingerprint mismatch: %s carries %s (%s) but the board's DPU reports %s: VART would fail with "
+            "\"CHECK fingerprint fail\". Recompile with `flm vitis compile --run %s --fingerprint %s`"
+            % (xmodel, fingerprint, source, board, run_hint, board))
+
+
+def verify_xmodel(xmodel: str, xir: Any = None, board_fingerprint: Optional[str] = None,
+                  record: Optional[Dict[str, Any]] = None, spec: Any = None,
+                  run_hint: str = "runs/NAME") -> Dict[str, Any]:
+    """The board's rules for an xmodel: exactly one DPU subgraph (else naming the CPU subgraphs that split
+    it), DPU input/output that fit the crop contract, and (given `xdputil query`'s value) the fingerprint
+    VART checks. With XIR (real or stand-in) everything is read from the file; without it, from the
+    compile record (`record`, run/vitis/compile.json). Returns the findings; "problems" is [] on a pass."""
+    from runtime.preprocess import DEFAULT_SPEC
+    from runtime.xmodel import XmodelError, contract_problems, read_xmodel
+
+    rec = record or {}
+    result: Dict[str, Any] = {"xmodel": xmodel, "fingerprint": rec.get("fingerprint"),
+                              "fingerprint_source": rec.get("fingerprint_source"),
+                              "dpu_subgraphs": rec.get("dpu_subgraphs"), "read_with": "compile.json",
+                              "problems": []}
+    problems: List[str] = result["problems"]
+    if xir is not None:
+        try:
+            x = read_xmodel(xmodel, xir)
+        except XmodelError as e:
+            problems.append(str(e))
+            return result
+        result.update(read_with="XIR (%s)" % getattr(xir, "__file__", getattr(xir, "__name__", "xir")),
+                      dpu_subgraphs=len(x.dpu), xir=x.to_dict())
+        if len(x.dpu) == 1 and x.dpu[0].fingerprint is not None:
+            result.update(fingerprint=x.dpu[0].fingerprint_hex, fingerprint_source="xmodel (XIR)")
+        problems.extend(contract_problems(x, spec or DEFAULT_SPEC))
+    elif result["dpu_subgraphs"] != 1:
+        problems.append("%s has %s DPU subgraphs (compile log); the board runs exactly 1"
+                        % (xmodel, result["dpu_subgraphs"]))
+    if board_fingerprint:
+        board = parse_fingerprint(board_fingerprint)
+        result["board_fingerprint"] = board
+        why = _fingerprint_problem(xmodel, result["fingerprint"], result["fingerprint_source"], board,
+                                   run_hint)
+        if why:
+            problems.append(why)
+    return result
+
+
+def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: Any = None,
+                   strict: bool = True) -> Dict[str, Any]:
+    """Re-verify run/vitis/compile.json's xmodel: its md5 against the record, then `verify_xmodel`.
+    strict: raise CompileError listing every failed rule; else return them in "problems"."""
     path = os.path.join(run_dir, "vitis", "compile.json")
     if not os.path.isfile(path):
         raise CompileError("%s not found: compile first (flm vitis compile --run %s)" % (path, run_dir))
@@ -323,23 +372,15 @@ def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: A
     md5 = md5_file(xmodel)
     if md5 != rec.get("md5"):
         raise CompileError("%s has md5 %s, but %s recorded %s" % (xmodel, md5, path, rec.get("md5")))
-    result = {"xmodel": xmodel, "md5": md5, "fingerprint": rec.get("fingerprint"),
-              "fingerprint_source": rec.get("fingerprint_source"), "dpu_subgraphs": rec.get("dpu_subgraphs")}
-    if xir is not None:
-        info = xmodel_info(xmodel, xir)
-        result.update(dpu_subgraphs=info["dpu_subgraphs"], xir=info)
-        if info.get("fingerprint"):
-            result.update(fingerprint=info["fingerprint"], fingerprint_source="xmodel (XIR)")
-    if result["dpu_subgraphs"] != 1:
-        raise CompileError("%s has %s DPU subgraphs; the board runs exactly 1"
-                           % (xmodel, result["dpu_subgraphs"]))
-    if board_fingerprint:
-        board = parse_fingerprint(board_fingerprint)
-        if result["fingerprint"] and int(result["fingerprint"], 16) != int(board, 16):
-            raise CompileError("fingerprint mismatch: %s carries %s (%s) but the board's DPU reports %s: "
-                               "VART would fail with \"CHECK fingerprint fail\". Recompile with "
-                               "`flm vitis compile --run %s --fingerprint %s`"
-                               % (xmodel, result["fingerprint"], result["fingerprint_source"], board, run_dir,
-                                  board))
-        result["board_fingerprint"] = board
+    spec = None
+    cfg_path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(cfg_path):
+        from runtime.preprocess import CropSpec
+
+        with open(cfg_path) as f:
+            spec = CropSpec.from_dict(json.load(f).get("crop") or {})
+    result = verify_xmodel(xmodel, xir, board_fingerprint, rec, spec, run_hint=run_dir)
+    result["md5"] = md5
+    if strict and result["problems"]:
+        raise CompileError("\n".join(result["problems"]))
     return result

@@ -1,14 +1,17 @@
 """Lazy access to the Vitis AI tools, with one clear error when they are absent.
 
 vai_q_tensorflow2 (a fork of tensorflow-model-optimization exporting `vitis_quantize`
-and `vitis_inspect`), vai_c_tensorflow2 and XIR exist only inside the Vitis AI docker
-image: none is on PyPI. So nothing here is imported at module level, and a command that
-needs one of them outside the docker stops with exit code 2 and a message naming the
-tool, the image and the `docker run` line that provides it -- before it has loaded a
+and `vitis_inspect`), vai_c_tensorflow2 and XIR ship in the Vitis AI docker image: none
+is on PyPI. vai_q_tensorflow2 also builds on a plain host from source (`make vai-q`,
+vitis.vai_q_env: its own cached virtualenv, which `flm vitis quantize` runs itself in).
+So nothing here is imported at module level, and a command that needs a tool it cannot
+find stops with exit code 2 and a message naming the tool, how to build it on the host
+where that works, and the `docker run` line that provides it -- before it has loaded a
 model or written a byte.
 """
 import importlib
 import importlib.util
+import os
 import shutil
 from typing import Any, Optional
 
@@ -65,9 +68,25 @@ def _import_vai_q_module(name: str, tool: str, command: str) -> Any:
             "Vitis AI fork: %s: %s" % (attr, type(e).__name__, e))) from e
 
 
+def vai_q_here() -> bool:
+    """Whether this environment's tensorflow_model_optimization is the Vitis AI fork (a file check:
+    imports nothing, so no TensorFlow)."""
+    spec = importlib.util.find_spec("tensorflow_model_optimization")
+    for d in (spec.submodule_search_locations or []) if spec is not None else []:
+        if os.path.isfile(os.path.join(d, "python", "core", "quantization", "keras", "vitis",
+                                       "vitis_quantize.py")):
+            return True
+    return False
+
+
 def load_vai_q(command: str = "flm vitis quantize ...") -> Any:
     """`vitis_quantize` (VitisQuantizer, quantize_scope) from vai_q_tensorflow2."""
-    return _import_vai_q_module(VAI_Q_MODULE, "vai_q_tensorflow2 (%s)" % VAI_Q_MODULE, command)
+    try:
+        return _import_vai_q_module(VAI_Q_MODULE, "vai_q_tensorflow2 (%s)" % VAI_Q_MODULE, command)
+    except VitisToolMissing as e:
+        from vitis import vai_q_env
+
+        raise VitisToolMissing("On this host: %s\n%s" % (vai_q_env.why_missing(), e.message)) from e
 
 
 def load_vai_inspect(command: str = "flm vitis inspect ...") -> Any:

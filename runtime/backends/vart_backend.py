@@ -8,6 +8,12 @@ Input quantisation: the float model input is (u8 - mean) * scale (the crop contr
 the DPU wants round_half_up(x * 2**fix_point) clipped to int8, the DPU's own rounding
 mode for activations. Because the input is 8-bit already, the mapping u8 -> int8 is a
 256-entry lookup table computed once (at the usual fix_point 7 it is exactly u8 - 128).
+
+Loading order (runtime/xmodel.py): the xmodel is read with XIR and checked against the crop contract
+first (one DPU subgraph, [batch, 112, 112, 1] int8 in, 196 values out), then `vart` is imported, so
+a model flm cannot feed, or a host without the DPU runtime, is refused with what the model expects
+before a runner is created or a frame read. The VART runner itself has a test stand-in only
+(tests/runtime/fake_vitis/vart.py): no public VART runner computes a DPU subgraph without the hardware.
 """
 import threading
 from typing import Any, Dict, List, Optional, Tuple
@@ -17,10 +23,22 @@ import numpy as np
 from runtime.backends.base import Backend, BackendError
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
+from runtime.xmodel import (
+    XIR_HINT,
+    check_runnable,
+    deserialize,
+    dpu_subgraph,
+    inspect_graph,
+    load_xir,
+    summary,
+)
 
 _MISSING = ("the vart backend needs the Vitis AI runtime (python modules `xir` and `vart`), which exists "
             "only on the KV260 board image / a Vitis AI runtime install, not on PyPI (%s). On a host, "
             "run the ONNX or TFLite export instead (--backend onnx|tflite).")
+_NO_DPU = ("%s fits flm (%s), but this machine has no DPU runtime: `import vart` failed (%s). VART and the "
+           "DPU exist only on the KV260 board image; on a host run the ONNX or TFLite export of the same "
+           "run instead (runs/NAME/ptq_int8.onnx, or a bundle directory, which picks ONNX/TFLite here).")
 
 
 def import_vitis() -> Tuple[Any, Any]:
@@ -33,33 +51,20 @@ def import_vitis() -> Tuple[Any, Any]:
     return xir, vart
 
 
-def _device(sub: Any) -> str:
-    return str(sub.get_attr("device")) if sub.has_attr("device") else "?"
-
-
-def dpu_subgraphs(graph: Any) -> List[Any]:
-    """Child subgraphs mapped to the DPU, in topological order."""
-    subs = graph.get_root_subgraph().toposort_child_subgraph()
-    return [s for s in subs if s.has_attr("device") and str(s.get_attr("device")).upper() == "DPU"]
-
-
-def load_dpu_subgraph(path: str) -> Tuple[Any, Any]:
-    """Deserialize an xmodel and return (graph, its single DPU subgraph); clear errors otherwise."""
-    xir, _ = import_vitis()
+def _import_xir() -> Any:
     try:
-        graph = xir.Graph.deserialize(path)
-    except Exception as e:  # xir raises its own (C++-mapped) exception types
-        raise BackendError("%s is not a loadable xmodel (xir.Graph.deserialize failed: %s)"
-                           % (path, e)) from e
-    subs = graph.get_root_subgraph().toposort_child_subgraph()
-    dpu = dpu_subgraphs(graph)
-    if len(dpu) != 1:
-        devices = ", ".join("%s:%s" % (getattr(s, "get_name", lambda: "?")(), _device(s)) for s in subs)
-        raise BackendError(
-            "%s has %d DPU subgraphs (subgraphs: %s); flm needs exactly 1. Recompile so the whole "
-            "network maps to the DPU (`flm vitis check` lists the layers that split it, e.g. "
-            "Flatten->Dense or non-square pooling)." % (path, len(dpu), devices or "none"))
-    return graph, dpu[0]
+        return load_xir()
+    except BackendError as e:
+        raise BackendError(_MISSING % ("%s; %s" % (e.__cause__, XIR_HINT))) from e
+
+
+def load_dpu_subgraph(path: str, spec: CropSpec = DEFAULT_SPEC, xir: Any = None) -> Tuple[Any, Any, Any]:
+    """(graph, its single DPU subgraph, XmodelInfo) of an xmodel flm can run; otherwise an XmodelError
+    saying what the model expects and what flm needs (before any runner or frame)."""
+    graph = deserialize(path, xir if xir is not None else _import_xir())
+    info = inspect_graph(graph, path)
+    check_runnable(info, spec)
+    return graph, dpu_subgraph(graph, path), info
 
 
 def _attr(obj: Any, name: str) -> Optional[Any]:
@@ -95,20 +100,25 @@ class VartBackend(Backend):
 
     def __init__(self, path: str, spec: CropSpec = DEFAULT_SPEC, threads: Optional[int] = None) -> None:
         super().__init__(path, spec)
-        self._xir, self._vart = import_vitis()
-        self.graph, self.subgraph = load_dpu_subgraph(path)
+        # the model first (XIR): a model flm cannot feed is refused whatever the machine
+        self.graph, self.subgraph, self.xmodel = load_dpu_subgraph(path, spec)
+        try:
+            import vart
+        except ImportError as e:
+            raise BackendError(_NO_DPU % (path, summary(self.xmodel), e)) from e
+        self._vart = vart
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._workers = []  # type: List[_Worker]
+        self._workers: List[_Worker] = []
         w = self._worker()
         it, ot = w.it, w.ot
         dims_in, dims_out = [int(d) for d in it.dims], [int(d) for d in ot.dims]
         if len(dims_in) != 4 or dims_in[1:] != [spec.size, spec.size, 1]:
-            raise BackendError("%s: DPU input tensor %s has dims %s; expected [batch, %d, %d, 1] (NHWC "
-                               "grayscale crop)" % (path, it.name, dims_in, spec.size, spec.size))
+            raise BackendError("%s: the DPU runner's input tensor %s has dims %s; expected [batch, %d, %d, "
+                               "1] (NHWC grayscale crop)" % (path, it.name, dims_in, spec.size, spec.size))
         if int(np.prod(dims_out[1:])) != 2 * NUM_POINTS:
-            raise BackendError("%s: DPU output tensor %s has dims %s; expected %d values per face"
-                               % (path, ot.name, dims_out, 2 * NUM_POINTS))
+            raise BackendError("%s: the DPU runner's output tensor %s has dims %s; expected %d values per "
+                               "face" % (path, ot.name, dims_out, 2 * NUM_POINTS))
         for t, what in ((it, "input"), (ot, "output")):
             dtype = str(getattr(t, "dtype", "xint8")).lower()
             if "int8" not in dtype:
@@ -142,14 +152,12 @@ class VartBackend(Backend):
     def info(self) -> Dict[str, Any]:
         d = super().info()
         w = self._worker()
-        d.update(subgraph=self.subgraph.get_name() if hasattr(self.subgraph, "get_name") else "?",
+        d.update(subgraph=self.subgraph.get_name(),
                  input=w.it.name, input_dims=list(w.it.dims), input_fix_point=self.in_fix,
                  output=w.ot.name, output_dims=list(w.ot.dims), output_fix_point=self.out_fix,
                  batch=self._batch)
-        for key in ("dpu_fingerprint", "dpu_name", "device_core_id"):
-            v = _attr(self.subgraph, key)
-            if v is not None:
-                d[key] = v if isinstance(v, (int, str)) else str(v)
+        s = self.xmodel.dpu[0]
+        d.update(dpu_fingerprint=s.fingerprint_hex, dpu_name=s.dpu_name)
         return d
 
     def _run(self, crops_u8: np.ndarray) -> np.ndarray:
@@ -181,21 +189,24 @@ def input_lut(fix_point: int, spec: CropSpec = DEFAULT_SPEC) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), -128, 127).astype(np.int8)
 
 
-def describe_xmodel(path: str) -> Dict[str, Any]:
-    """Subgraphs (name, device) plus the DPU subgraph's tensors and fix points, for `flm-dpu info`."""
-    xir, vart = import_vitis()
-    try:
-        graph = xir.Graph.deserialize(path)
-    except Exception as e:
-        raise BackendError("%s is not a loadable xmodel (xir.Graph.deserialize failed: %s)"
-                           % (path, e)) from e
-    subs = graph.get_root_subgraph().toposort_child_subgraph()
-    out = {"path": path, "subgraphs": [{"name": s.get_name() if hasattr(s, "get_name") else "?",
-                                        "device": _device(s)} for s in subs]}  # type: Dict[str, Any]
-    dpu = dpu_subgraphs(graph)
-    out["dpu_subgraphs"] = len(dpu)
-    if len(dpu) == 1:
-        b = VartBackend(path)
-        out.update({k: v for k, v in b.info().items() if k not in ("backend", "path")})
-        b.close()
+def describe_xmodel(path: str, spec: CropSpec = DEFAULT_SPEC) -> Dict[str, Any]:
+    """What `flm-dpu info` prints for an xmodel, read with XIR alone (no runner, no DPU needed): every
+    subgraph with its device, and for a single DPU subgraph its name, DPU, fingerprint and I/O tensors
+    (names, dims, fix points) as XIR reports them; "text" is the same for people, "problems" lists why
+    flm cannot run it ([] if it can)."""
+    from runtime.xmodel import contract_problems, format_info, read_xmodel, xir_origin
+
+    xir = _import_xir()
+    info = read_xmodel(path, xir)
+    out = info.to_dict()
+    out["text"] = format_info(info) + ["read with xir: %s" % xir_origin(xir)]
+    out["problems"] = contract_problems(info, spec)
+    if len(info.dpu) == 1:
+        s = info.dpu[0]
+        out.update(subgraph=s.name, dpu_name=s.dpu_name, dpu_fingerprint=s.fingerprint_hex)
+        for key, ts in (("input", s.inputs), ("output", s.outputs)):
+            if len(ts) == 1:
+                out.update({key: ts[0].name, key + "_dims": ts[0].dims, key + "_fix_point": ts[0].fix_point})
+        if len(s.inputs) == 1 and s.inputs[0].dims:
+            out["batch"] = s.inputs[0].dims[0]
     return out

@@ -1,7 +1,7 @@
-"""The VART backend against the xir/vart stand-ins in tests/runtime/fake_vitis (documented API,
-real computation: int8 in -> dequantise -> ONNX Runtime -> quantise -> int8 out)."""
-import importlib
-import os
+"""The VART backend with the vart stand-in (tests/runtime/fake_vitis: documented API, real computation:
+int8 in -> dequantise -> ONNX Runtime -> quantise -> int8 out) over both xir implementations (the real
+XIR where `make xir` built it, and the stand-in), reading real protobuf xmodels; and its graph
+inspection of the two real KV260 xmodels."""
 import sys
 import threading
 
@@ -9,24 +9,21 @@ import numpy as np
 import pytest
 
 from runtime.backends import BackendError, load_backend
-from runtime.backends.vart_backend import input_lut
+from runtime.backends.vart_backend import describe_xmodel, input_lut, load_dpu_subgraph
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC
+from tests.runtime.fake_vitis import impl
+from tests.runtime.fake_vitis.impl import CUSTOM_OP, FINGERPRINT, MNIST, require_vendor
+from tests.runtime.fake_vitis.xir import write_fake_xmodel
 
-FAKE = os.path.join(os.path.dirname(__file__), "fake_vitis")
+xir_impl = impl.xir_impl  # the fixture: real XIR and stand-in
+fake_vart = impl.fake_vart  # the fixture (vart stand-in)
 
 
 @pytest.fixture()
-def vitis(monkeypatch):
-    """Make `import xir, vart` find the stand-ins for this test only."""
-    monkeypatch.syspath_prepend(FAKE)
-    for m in ("xir", "vart"):
-        monkeypatch.delitem(sys.modules, m, raising=False)
-    xir = importlib.import_module("xir")
-    vart = importlib.import_module("vart")
-    yield xir, vart
-    for m in ("xir", "vart"):
-        sys.modules.pop(m, None)
+def vitis(xir_impl, fake_vart):
+    """`import xir, vart` give (one xir implementation, the vart stand-in) for this test."""
+    return xir_impl, fake_vart
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +37,9 @@ def _quant(y, fix):
 
 
 def test_vart_matches_onnx_within_quantisation_step(vitis, tiny_model_onnx, crops, tmp_path):
-    xir, _ = vitis
     ref = load_backend(tiny_model_onnx, threads=1).infer(crops)
     out_fix = 6  # outputs in [0, 1]: 6 keeps headroom (range +-2), step 1/64
-    xm = xir.write_fake_xmodel(str(tmp_path / "pfld.xmodel"), tiny_model_onnx, in_fix=7, out_fix=out_fix)
+    xm = write_fake_xmodel(str(tmp_path / "pfld.xmodel"), tiny_model_onnx, in_fix=7, out_fix=out_fix)
     b = load_backend(xm)
     assert b.name == "vart" and b.batch_size == 1
     y = b.infer(crops)
@@ -58,13 +54,12 @@ def test_vart_matches_onnx_within_quantisation_step(vitis, tiny_model_onnx, crop
 def test_input_fix_point_scaling_and_rounding(vitis, tiny_model_onnx, crops, tmp_path):
     """fix_point 7 makes the input lossless (u8 - 128); at 5 the backend must round half up,
     which the expected value reproduces exactly through the same ONNX model."""
-    xir, _ = vitis
     assert np.array_equal(input_lut(7), (np.arange(256) - 128).astype(np.int8))
     lut5 = input_lut(5)
     assert (lut5[130], lut5[129], lut5[126], lut5[125]) == (1, 0, 0, -1)  # 0.5 -> 1, -0.5 -> 0, -0.75 -> -1
     import onnxruntime as ort
 
-    xm = xir.write_fake_xmodel(str(tmp_path / "in5.xmodel"), tiny_model_onnx, in_fix=5, out_fix=6)
+    xm = write_fake_xmodel(str(tmp_path / "in5.xmodel"), tiny_model_onnx, in_fix=5, out_fix=6)
     y = load_backend(xm).infer(crops)
     deq = lut5[crops].astype(np.float32)[..., None] * np.float32(2.0 ** -5)  # what the DPU computes on
     sess = ort.InferenceSession(tiny_model_onnx, providers=["CPUExecutionProvider"])
@@ -78,8 +73,8 @@ def test_input_fix_point_scaling_and_rounding(vitis, tiny_model_onnx, crops, tmp
 
 
 def test_fixed_batch_pads_the_last_call(vitis, tiny_model_onnx, crops, tmp_path):
-    xir, vart = vitis
-    xm = xir.write_fake_xmodel(str(tmp_path / "b4.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6, batch=4,
+    _, vart = vitis
+    xm = write_fake_xmodel(str(tmp_path / "b4.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6, batch=4,
                                out_dims=[4, 1, 1, 196])
     b = load_backend(xm)
     assert b.batch_size == 4
@@ -90,8 +85,8 @@ def test_fixed_batch_pads_the_last_call(vitis, tiny_model_onnx, crops, tmp_path)
 
 
 def test_one_runner_per_thread(vitis, tiny_model_onnx, crops, tmp_path):
-    xir, vart = vitis
-    xm = xir.write_fake_xmodel(str(tmp_path / "mt.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6)
+    _, vart = vitis
+    xm = write_fake_xmodel(str(tmp_path / "mt.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6)
     b = load_backend(xm)
     main = b.infer(crops)
     results, errors = {}, []
@@ -113,55 +108,97 @@ def test_one_runner_per_thread(vitis, tiny_model_onnx, crops, tmp_path):
 
 
 def test_info_reports_fix_points_and_fingerprint(vitis, tiny_model_onnx, tmp_path):
-    xir, _ = vitis
-    from runtime.backends.vart_backend import describe_xmodel
-
-    xm = xir.write_fake_xmodel(str(tmp_path / "i.xmodel"), tiny_model_onnx, in_fix=7, out_fix=5)
+    xm = write_fake_xmodel(str(tmp_path / "i.xmodel"), tiny_model_onnx, in_fix=7, out_fix=5)
     d = describe_xmodel(xm)
-    assert d["dpu_subgraphs"] == 1
+    assert d["dpu_subgraphs"] == 1 and d["problems"] == []
     assert (d["input_fix_point"], d["output_fix_point"]) == (7, 5)
+    assert (d["input"], d["input_dims"], d["output"], d["output_dims"]) == ("image", [1, 112, 112, 1],
+                                                                             "landmarks", [1, 196])
     assert d["dpu_fingerprint"] == "0x101000056010407"
     assert [s["device"] for s in d["subgraphs"]] == ["USER", "DPU", "CPU"]
+    b = load_backend(xm)
+    assert b.info()["dpu_fingerprint"] == "0x101000056010407" and b.info()["subgraph"] == "subgraph_pfld_dpu0"
 
 
 @pytest.mark.parametrize("n", [0, 2])
 def test_dpu_subgraph_count_must_be_one(vitis, tiny_model_onnx, tmp_path, n):
-    xir, _ = vitis
-    xm = xir.write_fake_xmodel(str(tmp_path / "s.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6,
-                               dpu_subgraphs=n)
+    xm = write_fake_xmodel(str(tmp_path / "s.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6, dpu_subgraphs=n)
     with pytest.raises(BackendError, match="has %d DPU subgraphs.*exactly 1" % n):
         load_backend(xm)
 
 
-def test_not_an_xmodel(vitis, tmp_path):
+@pytest.mark.parametrize("content", [b"garbage", b"", b'{"format": "fake-xmodel"}'])
+def test_not_an_xmodel(vitis, tmp_path, content):
     p = tmp_path / "bad.xmodel"
-    p.write_text("garbage")
-    with pytest.raises(BackendError, match="bad.xmodel is not a loadable xmodel"):
+    p.write_bytes(content)
+    with pytest.raises(BackendError, match="bad.xmodel is (not a readable xmodel|empty|not an xmodel)"):
         load_backend(str(p))
 
 
+def test_truncated_real_xmodel(vitis, tmp_path):
+    """A copy cut short (an interrupted scp to the board) is refused, naming the file, not an abort."""
+    require_vendor()
+    data = MNIST.read_bytes()
+    for cut in (7, len(data) // 2, len(data) - 1):
+        p = tmp_path / "cut.xmodel"
+        p.write_bytes(data[:cut])
+        with pytest.raises(BackendError, match="cut.xmodel is not a readable xmodel.*truncated"):
+            describe_xmodel(str(p))
+
+
 def test_wrong_tensor_shape(vitis, tiny_model_onnx, tmp_path):
-    xir, _ = vitis
-    xm = xir.write_fake_xmodel(str(tmp_path / "o.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6,
-                               out_dims=[1, 68 * 2])
-    with pytest.raises(BackendError, match="expected 196 values per face"):
+    xm = write_fake_xmodel(str(tmp_path / "o.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6,
+                           out_dims=[1, 68 * 2])
+    with pytest.raises(BackendError, match="136 values per face; flm reads 196 values per face"):
+        load_backend(xm)
+
+
+def test_real_xmodels_graph_inspection(vitis):
+    """The backend's view of the two real KV260 xmodels: neither fits flm, and it says why."""
+    require_vendor()
+    d = describe_xmodel(str(MNIST))
+    assert [(s["name"], s["device"]) for s in d["subgraphs"]] == [("subgraph_input_1", "USER"),
+                                                                  ("subgraph_quant_conv2d", "DPU"),
+                                                                  ("subgraph_quant_dense_1_softmax", "CPU")]
+    assert (d["subgraph"], d["dpu_fingerprint"], d["dpu_name"]) == ("subgraph_quant_conv2d", FINGERPRINT,
+                                                                     "DPUCZDX8G_ISA1_B4096")
+    assert (d["input"], d["input_dims"], d["input_fix_point"]) == ("quant_input_1", [1, 28, 28, 1], 6)
+    assert (d["output"], d["output_dims"], d["output_fix_point"]) == ("quant_dense_1_softmax_fix", [1, 10],
+                                                                       2)
+    with pytest.raises(BackendError, match=r"cannot run in flm: its DPU subgraph subgraph_quant_conv2d "
+                                           r"expects input quant_input_1 \[1, 28, 28, 1\] xint8, "
+                                           r"fix_point 6; flm feeds \[batch, 112, 112, 1\]"):
+        load_dpu_subgraph(str(MNIST))
+    d = describe_xmodel(str(CUSTOM_OP))
+    assert d["dpu_subgraphs"] == 2 and "subgraph" not in d
+    assert [s["device"] for s in d["subgraphs"]] == ["USER", "DPU", "CPU", "DPU", "CPU"]
+    with pytest.raises(BackendError, match="has 2 DPU subgraphs.*split by the CPU subgraph "
+                                           r"subgraph_custom_layer \[custom_layer \(Mylayer\)"):
+        load_backend(str(CUSTOM_OP))
+
+
+def test_real_xmodel_refused_before_the_missing_dpu_runtime(xir_impl, monkeypatch):
+    """On a host (XIR but no vart) the model's own problem is reported first, then the missing DPU."""
+    require_vendor()
+    monkeypatch.setitem(sys.modules, "vart", None)  # `import vart` raises ImportError
+    with pytest.raises(BackendError, match=r"\[1, 28, 28, 1\].*flm feeds \[batch, 112, 112, 1\]"):
+        load_backend(str(MNIST))
+
+
+def test_fitting_xmodel_without_vart_says_what_it_needs(xir_impl, tiny_model_onnx, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vart", None)
+    xm = write_fake_xmodel(str(tmp_path / "ok.xmodel"), tiny_model_onnx, in_fix=7, out_fix=6)
+    with pytest.raises(BackendError, match=r"ok.xmodel fits flm \(DPU subgraph subgraph_pfld_dpu0 .*in image "
+                                           r"\[1, 112, 112, 1\] xint8, fix_point 7.*no DPU runtime"):
         load_backend(xm)
 
 
 def test_missing_runtime_names_the_board_image(tmp_path, monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_vitis(name, *a, **k):
-        if name in ("xir", "vart"):
-            raise ImportError("No module named %r" % name)
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_vitis)
+    monkeypatch.setitem(sys.modules, "xir", None)
+    monkeypatch.setitem(sys.modules, "vart", None)
     p = tmp_path / "net.xmodel"
     p.write_text("{}")
-    with pytest.raises(BackendError, match="only on the KV260 board image / a Vitis AI runtime"):
+    with pytest.raises(BackendError, match="only on the KV260 board image / a Vitis AI runtime.*make xir"):
         load_backend(str(p))
 
 

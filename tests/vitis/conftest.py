@@ -1,4 +1,5 @@
-"""Fixtures for the Vitis flow tests: a tiny run directory and the stand-in tools (fakes/)."""
+"""Fixtures for the Vitis flow tests: a tiny run directory, the stand-ins for the docker-only tools
+(fakes/) and the real vai_q_tensorflow2 host build (vai_q_host)."""
 import os
 import stat
 import sys
@@ -75,8 +76,21 @@ def fake_xir():
 
 
 @pytest.fixture
-def fake_vq():
-    from tests.vitis.fakes import vai_q
+def fake_vi():
+    """The target-aware Inspector stand-in (docker-only: it needs target_factory and xcompiler)."""
+    from tests.vitis.fakes import vai_inspect
 
-    vai_q.calls.clear()
-    return vai_q
+    return vai_inspect
+
+
+@pytest.fixture(scope="session")
+def vai_q_host():
+    """The real vai_q_tensorflow2 3.5 built on this host (`make vai-q`): found in its cache, or built
+    now (about 5 min once; .ci/run builds it before the tests). Skips only without the source."""
+    from vitis import vai_q_env
+
+    try:
+        vai_q_env.resolve_source()
+    except vai_q_env.VaiQError as e:
+        pytest.skip("no vai_q_tensorflow2 source to build from: %s" % e)
+    return vai_q_env.find() or vai_q_env.build()

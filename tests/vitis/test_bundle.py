@@ -1,4 +1,5 @@
-"""Board bundle: contents, md5s, meta.json keys, tarball, and what the runtime loader sees."""
+"""Board bundle: contents, md5s, meta.json keys, tarball, what the runtime loader sees, and the xmodel
+checks it runs before bundling (real XIR where `make xir` built it, and the stand-in)."""
 import json
 import os
 import tarfile
@@ -9,11 +10,16 @@ from click.testing import CliRunner
 from keras_flm.cli import cli
 from runtime.landmarks import MIRROR, NUM_POINTS, OUTER_EYE_CORNERS
 from runtime.preprocess import CONTRACT_VERSION, CropSpec
+from tests.runtime.fake_vitis import impl
+from tests.runtime.fake_vitis.impl import CUSTOM_OP, MNIST, require_vendor
 from vitis.bundle import BundleError, build_bundle
 from vitis.compile import compile_model, resolve_arch
 from vitis.files import md5_file
 
 from .test_compile import _runner_from_fake
+from .test_inspect_check import _install_xmodel
+
+xir_impl = impl.xir_impl  # the fixture: real XIR and stand-in
 
 META_KEYS = {"format", "format_version", "model_name", "architecture", "run", "created", "crop", "input",
              "output", "landmarks", "models", "files", "dpu", "accuracy", "accuracy_reference", "versions"}
@@ -34,7 +40,7 @@ def compiled_run(run_dir):
     return run_dir
 
 
-def test_bundle_contents_md5_and_meta(compiled_run):
+def test_bundle_contents_md5_and_meta(compiled_run, xir_impl):
     meta = build_bundle(str(compiled_run))
     b = compiled_run / "bundle"
     on_disk = sorted(os.listdir(b))
@@ -49,7 +55,8 @@ def test_bundle_contents_md5_and_meta(compiled_run):
     # The host models follow the xmodel's mode (QAT) first, then PTQ INT8, then FP32.
     assert meta["models"] == {"vart": "flm_pfld.xmodel", "onnx": "qat_int8.onnx", "tflite": "ptq_int8.tflite"}
     assert meta["dpu"]["fingerprint"] == "0x101000016010407" and meta["dpu"]["compiled_from"] == "vitis_qat"
-    assert meta["dpu"]["dpu_subgraphs"] == 1
+    assert meta["dpu"]["dpu_subgraphs"] == 1 and meta["dpu"]["fingerprint_source"] == "xmodel (XIR)"
+    assert (meta["input"]["dpu_fix_point"], meta["output"]["dpu_fix_point"]) == (7, 6)  # read from the file
     assert meta["crop"] == CropSpec().to_dict() and meta["crop"]["version"] == CONTRACT_VERSION
     assert meta["input"]["shape"] == [1, 112, 112, 1] and "input_scale" in meta["input"]["normalisation"]
     lm = meta["landmarks"]
@@ -108,3 +115,30 @@ def test_cli_bundle(compiled_run):
     assert r.exit_code == 0, r.output
     assert "flm_pfld.xmodel" in r.output and "0x101000016010407" in r.output
     assert (compiled_run / "bundle.tar.gz").is_file()
+
+
+@pytest.mark.parametrize("src,n,match", [
+    (MNIST, 1, r"expects input quant_input_1 \[1, 28, 28, 1\] xint8, fix_point 6; "
+               r"flm feeds \[batch, 112, 112, 1\]"),
+    (CUSTOM_OP, 2, "has 2 DPU subgraphs.*split by the CPU subgraph subgraph_custom_layer"),
+], ids=["mnist", "custom_op"])
+def test_bundle_refuses_an_xmodel_failing_the_checks(run_dir, xir_impl, src, n, match):
+    require_vendor()
+    (run_dir / "fp32.onnx").write_bytes(b"onnx")
+    build_bundle(str(run_dir), tarball=False)  # a host-only bundle from before
+    before = (run_dir / "bundle" / "meta.json").read_text()
+    _install_xmodel(run_dir, src, n)
+    with pytest.raises(BundleError, match="fails the board checks .*so it is not bundled") as e:
+        build_bundle(str(run_dir))
+    assert e.match(match) and "flm vitis check --run" in str(e.value)
+    assert (run_dir / "bundle" / "meta.json").read_text() == before
+
+
+def test_bundle_without_xir_checks_the_compile_record(run_dir, monkeypatch):
+    import vitis.tools
+
+    require_vendor()
+    monkeypatch.setattr(vitis.tools, "load_xir", lambda: None)
+    _install_xmodel(run_dir, CUSTOM_OP, 2)
+    with pytest.raises(BundleError, match=r"(?s)read with compile.json.*has 2 DPU subgraphs \(compile log\)"):
+        build_bundle(str(run_dir))

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from keras_flm.cli import cli
+from tests.runtime.fake_vitis.xir import write_fake_xmodel
 from vitis.compile import (
     CompileError,
     build_command,
@@ -101,8 +102,12 @@ def _runner_from_fake(dpu_subgraphs=1, exit_code=0):
         if exit_code:
             return exit_code, "[UNILOG][FATAL] boom\n"
         xmodel = os.path.join(args["-o"], args["-n"] + ".xmodel")
-        with open(xmodel, "wb") as f:
-            f.write(b"xmodel bytes for " + args["-m"].encode())
+        arch = {}  # a real (protobuf) xmodel carrying the arch's fingerprint, as vai_c writes
+        if os.path.isfile(args["-a"]):
+            with open(args["-a"]) as f:
+                arch = json.load(f)
+        fp = arch.get("fingerprint") or DEFAULT_FINGERPRINT
+        write_fake_xmodel(xmodel, None, 7, 6, dpu_subgraphs=dpu_subgraphs, fingerprint=fp, name=args["-n"])
         md5 = md5_file(xmodel)
         with open(os.path.join(args["-o"], "md5sum.txt"), "w") as f:
             f.write(md5)

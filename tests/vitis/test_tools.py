@@ -24,8 +24,9 @@ def _snapshot(d):
 
 
 @pytest.mark.parametrize("args,tool", CASES, ids=[c[0][0] + "-" + str(i) for i, c in enumerate(CASES)])
-def test_missing_tools_exit_2_with_docker_line(run_dir, args, tool, monkeypatch):
+def test_missing_tools_exit_2_with_docker_line(run_dir, args, tool, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no vai_c_tensorflow2 anywhere
+    monkeypatch.setenv("FLM_VAI_Q_CACHE", str(tmp_path / "no-build"))  # and no vai_q host build
     before = _snapshot(run_dir)
     r = CliRunner().invoke(cli, ["vitis", args[0], "--run", str(run_dir)] + args[1:])
     assert r.exit_code == 2, r.output
@@ -36,6 +37,8 @@ def test_missing_tools_exit_2_with_docker_line(run_dir, args, tool, monkeypatch)
     for extra in args[1:]:
         if extra.startswith("--") and extra not in ("--mode",):
             assert extra in r.output  # the non-default options are carried into the docker line
+    if args[0] == "quantize":  # vai_q also builds on this host
+        assert "make vai-q" in r.output
     assert _snapshot(run_dir) == before
 
 
@@ -46,6 +49,7 @@ def test_loaders_raise_tool_missing(monkeypatch):
     assert e.value.exit_code == 2 and "vai_c_tensorflow2 is not on PATH" in e.value.message
     with pytest.raises(tools.VitisToolMissing, match="stock TFMOT, not the Vitis AI fork"):
         tools.load_vai_q()
+    monkeypatch.setitem(sys.modules, "xir", None)  # as where XIR is not built (`make xir` builds it here)
     assert tools.load_xir() is None
 
 

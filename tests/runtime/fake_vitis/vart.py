@@ -6,13 +6,17 @@ wait(job). The computation is real: int8 input * 2**-fix_point -> ONNX Runtime -
 round_half_up(y * 2**fix_point) clipped to int8, written into the caller's output buffer
 only in wait(), as the asynchronous DPU does. Stricter than the board in one way: a runner
 used from a thread other than its creator raises (flm promises one runner per thread).
+
+It takes any xir subgraph, from the real XIR or the stand-in (fake_vitis/xir.py): the tensors are the
+subgraph's own (sorted by name, as XIR returns sets), and the ONNX model it computes with is the DPU
+subgraph's "flm_fake_onnx" attribute (written by xir.write_fake_xmodel). A real compiled xmodel has no
+such attribute: no public VART runner computes a DPU subgraph without the hardware, so neither does this.
 """
 import itertools
 import threading
 from typing import Any, List, Tuple
 
 import numpy as np
-import xir
 
 created = []  # every Runner made, so tests can count runners per thread
 
@@ -20,39 +24,43 @@ created = []  # every Runner made, so tests can count runners per thread
 class Runner:
     _ids = itertools.count(1)
 
-    def __init__(self, subgraph: "xir.Subgraph", mode: str) -> None:
+    def __init__(self, subgraph: Any, mode: str) -> None:
         if mode != "run":
             raise ValueError("unsupported runner mode %r" % mode)
         if not (subgraph.has_attr("device") and subgraph.get_attr("device") == "DPU"):
             raise RuntimeError("create_runner needs a DPU subgraph, got %s" % subgraph.get_name())
+        if not subgraph.has_attr("flm_fake_onnx"):
+            raise RuntimeError("vart stand-in: subgraph %s has no flm_fake_onnx attribute (a real compiled "
+                               "xmodel: only the board's DPU computes it)" % subgraph.get_name())
         import onnxruntime as ort
 
-        spec = subgraph.spec
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        self._sess = ort.InferenceSession(spec["onnx"], opts, providers=["CPUExecutionProvider"])
-        self._in, self._out = subgraph.get_input_tensors()[0], subgraph.get_output_tensors()[0]
+        self._sess = ort.InferenceSession(subgraph.get_attr("flm_fake_onnx"), opts,
+                                          providers=["CPUExecutionProvider"])
+        self._in = sorted(subgraph.get_input_tensors(), key=lambda t: t.name)[0]
+        self._out = sorted(subgraph.get_output_tensors(), key=lambda t: t.name)[0]
         self._pending = {}  # type: Dict[int, Tuple[np.ndarray, np.ndarray]]
         self.thread = threading.get_ident()
         self.jobs_run = 0
 
     @staticmethod
-    def create_runner(subgraph: "xir.Subgraph", mode: str = "run") -> "Runner":
+    def create_runner(subgraph: Any, mode: str = "run") -> "Runner":
         r = Runner(subgraph, mode)
         created.append(r)
         return r
 
-    def get_input_tensors(self) -> List["xir.Tensor"]:
+    def get_input_tensors(self) -> List[Any]:
         return [self._in]
 
-    def get_output_tensors(self) -> List["xir.Tensor"]:
+    def get_output_tensors(self) -> List[Any]:
         return [self._out]
 
-    def _check(self, bufs: Any, t: "xir.Tensor", what: str) -> np.ndarray:
+    def _check(self, bufs: Any, t: Any, what: str) -> np.ndarray:
         if not isinstance(bufs, list) or len(bufs) != 1:
             raise ValueError("%s must be a list with one buffer" % what)
         b = bufs[0]
-        if not isinstance(b, np.ndarray) or b.dtype != np.int8 or list(b.shape) != t.dims \
+        if not isinstance(b, np.ndarray) or b.dtype != np.int8 or list(b.shape) != list(t.dims) \
                 or not b.flags["C_CONTIGUOUS"]:
             raise ValueError("%s buffer must be C-contiguous int8 of dims %s, got %s %s"
                              % (what, t.dims, getattr(b, "dtype", type(b)), getattr(b, "shape", "")))

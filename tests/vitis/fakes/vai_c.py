@@ -4,7 +4,8 @@
 Partition rule (what splits the real compiler's DPU graph): layers the DPU cannot run
 (Softmax, Lambda, TFOpLambda, Rescaling, non-ReLU activations) end a DPU subgraph, and so
 does Flatten -> Dense (Vitis-AI issue #427). The output fix2float is a CPU subgraph, and
-the input a USER subgraph, as in real xmodels.
+the input a USER subgraph, as in real xmodels. The xmodel it writes is a real serial_v2 protobuf
+(tests/runtime/fake_vitis/xir.py write_fake_xmodel), so the real XIR reads it too.
 """
 import argparse
 import hashlib
@@ -14,21 +15,40 @@ import sys
 
 import h5py
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+from tests.runtime.fake_vitis.xir import write_fake_xmodel  # noqa: E402 (the repository root, above)
+
 CPU_CLASSES = {"Softmax", "Lambda", "TFOpLambda", "Rescaling", "Normalization", "PReLU"}
 FINGERPRINTS = {"DPUCZDX8G_ISA1_B4096": 0x101000056010407}
 
 
+#: vai_q's saved H5 (checked against the real one by tests/vitis/test_vai_q_host.py; its class names
+#: carry the registration package, "Vitis>QuantizeWrapper"): the input
+#: is an InputLayer then a VitisQuantize layer ("quant_<input>"); every other layer is a
+#: QuantizeWrapper ("quant_<name>") whose config["layer"] is the float layer (BatchNorm folded away),
+#: or vai_q's DPU version of it (GlobalAveragePooling2D -> VitisGlobalAveragePooling2D).
+WRAPPERS = {"QuantizeWrapper", "QuantizeWrapperV2"}
+INPUT_CLASSES = {"InputLayer", "VitisQuantize"}
+
+
 def layer_classes(h5_path):
+    """(class name, config) per layer of a Keras H5, vai_q's QuantizeWrappers unwrapped."""
     with h5py.File(h5_path, "r") as f:
         raw = f.attrs["model_config"]
     cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    return [(entry["class_name"], entry["config"]) for entry in cfg["config"]["layers"]]
+    out = []
+    for entry in cfg["config"]["layers"]:
+        cls, conf = entry["class_name"].split(">")[-1], entry["config"]  # "Vitis>QuantizeWrapper"
+        if cls in WRAPPERS:
+            cls, conf = conf["layer"]["class_name"].split(">")[-1], conf["layer"]["config"]
+        out.append((cls, conf))
+    return out
 
 
 def count_dpu_subgraphs(layers):
     segments, in_dpu, prev = 0, False, None
     for cls, cfg in layers:
-        if cls == "InputLayer":
+        if cls in INPUT_CLASSES:
             continue
         on_cpu = cls in CPU_CLASSES or (cls == "Activation"
                                         and cfg.get("activation") not in ("relu", "linear"))
@@ -77,17 +97,10 @@ def main(argv=None):
     print("[UNILOG][INFO] Compile done.")
     os.makedirs(a.output_dir, exist_ok=True)
     shape = [int(v) for v in options.get("input_shape", "1,112,112,1").split(",")]
-    subs = [{"name": "subgraph_image", "device": "USER"}]
-    attrs = {"dpu_fingerprint": fingerprint, "dpu_name": "DPUCZDX8G_ISA1_B4096"}
-    subs += [{"name": "subgraph_%d" % i, "device": "DPU", "attrs": attrs} for i in range(dpu)]
-    subs.append({"name": "subgraph_landmarks_fix2float", "device": "CPU"})
-    xmodel = {"format": "fake-xmodel", "name": a.net_name, "subgraphs": subs,
-              "model": {"input": {"name": "image__fix", "dims": shape, "fix_point": 7},
-                        "output": {"name": "landmarks__fix", "dims": [shape[0], 196], "fix_point": 7}},
-              "source": os.path.abspath(a.model)}
     path = os.path.join(a.output_dir, a.net_name + ".xmodel")
-    with open(path, "w") as f:
-        json.dump(xmodel, f)
+    # a real (protobuf) xmodel with this partition, which the real XIR and the stand-in both read
+    write_fake_xmodel(path, None, 7, 7, batch=shape[0], dpu_subgraphs=dpu, in_dims=shape,
+                      fingerprint="0x%x" % fingerprint, name=a.net_name)
     with open(path, "rb") as f:
         md5 = hashlib.md5(f.read()).hexdigest()
     with open(os.path.join(a.output_dir, "meta.json"), "w") as f:

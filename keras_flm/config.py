@@ -117,6 +117,9 @@ class TrainConfig:
     oversample: Dict[str, int] = field(default_factory=dict)
     ema: float = 0.0  # weight EMA momentum (0 = off); validation and exports use the averaged weights
     init: Optional[str] = None  # start from these weights: a release dir, a run dir or an .h5
+    # after training, re-estimate the best model's BN statistics on this many training batches
+    # (keras_flm/bn_calibration.py); kept only if validation NME improves. 0 = off.
+    bn_calibration_steps: int = 50
 
 
 @dataclass

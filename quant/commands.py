@@ -165,3 +165,38 @@ def report(run_dir, evaluate, compare, split, video, jsonl) -> None:
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(path)
+
+
+@click.command("release")
+@_RUN
+@click.option("--name", default=None, help="Release name (default: runtime.release.RELEASE_NAME).")
+@click.option("--out", "out_root", type=click.Path(file_okay=False), default="models", show_default=True,
+              help="Folder of releases; models/NAME is replaced, never copied beside.")
+@click.option("--data", "data_root", type=click.Path(file_okay=False), default=None,
+              help="WFLW-layout root for the test/val numbers (default: the run's own).")
+@click.option("--tracking", "tracking_json", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Tracking-stability results (JSON with a \"markdown\" table) for the model card.")
+@click.option("--weakness", "weaknesses", multiple=True,
+              help="A known weakness for the model card (repeatable).")
+def release(run_dir, name, out_root, data_root, tracking_json, weaknesses) -> None:
+    """models/NAME: FP32 H5 + PTQ/QAT INT8 TFLite/ONNX, config.json, metrics.json (measured on these
+    files), MODEL_CARD.md and a bundle meta.json; `flm-dpu` runs it when no --model is given."""
+    import json
+
+    from keras_flm.evaluate import EvalError
+    from quant.release import ReleaseError, build_release
+    from runtime.release import RELEASE_NAME
+
+    tracking = None
+    if tracking_json:
+        with open(tracking_json) as f:
+            try:
+                tracking = json.load(f)
+            except ValueError as e:
+                raise click.ClickException("%s is not valid JSON: %s" % (tracking_json, e)) from None
+    try:
+        path = build_release(run_dir, name or RELEASE_NAME, out_root, data_root, tracking, weaknesses,
+                             log=_echo)
+    except (ReleaseError, EvalError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(path)

@@ -56,17 +56,23 @@ class Bundle:
         want = rec.get("md5") if isinstance(rec, dict) else None
         if not want:
             return
-        h = hashlib.md5()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != want:
+        got = file_md5(path)
+        if got != want:
             raise BackendError("%s is corrupt or was changed: md5 %s, but %s records %s (copy the bundle "
                                "again)"
-                               % (path, h.hexdigest(), os.path.join(self.root, META), want))
+                               % (path, got, os.path.join(self.root, META), want))
 
 
-def _vitis_runtime_present() -> bool:
+def file_md5(path: str) -> str:
+    """md5 hex digest of a file (the sums meta.json records for bundles and releases)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def vitis_runtime_present() -> bool:
     try:
         import vart  # noqa: F401
         import xir  # noqa: F401
@@ -76,7 +82,7 @@ def _vitis_runtime_present() -> bool:
 
 
 def preferred_backend(files: Dict[str, str]) -> str:
-    if "vart" in files and _vitis_runtime_present():
+    if "vart" in files and vitis_runtime_present():
         return "vart"
     for name in HOST_ORDER:
         if name in files:

@@ -22,25 +22,42 @@ import numpy as np
 
 from runtime.backends import BACKENDS, Backend, BackendError, load_backend
 from runtime.backends.foreign import foreign_spec_options, load_foreign, spec_from_options
+from runtime.release import RELEASE_NAME
 
-MODEL_HELP = ("board bundle directory (meta.json + models, from `flm vitis bundle`), a compiled .xmodel "
-              "(VART, on the board), or an .onnx / .tflite / .h5 export. Env: FLM_DPU_MODEL")
-NO_MODEL = ("no model given: pass --model with one of\n"
+MODEL_HELP = ("board bundle directory (meta.json + models, from `flm vitis bundle`), a release "
+              "(models/NAME), a compiled .xmodel (VART, on the board), or an .onnx / .tflite / .h5 export. "
+              "Env: FLM_DPU_MODEL. "
+              "Default: the released model (its bundle's xmodel on a board once compiled, else its INT8 "
+              "ONNX/TFLite)")
+NO_MODEL = ("no model given and no released model installed (models/%s): pass --model with one of\n"
             "  - a board bundle directory (runs/NAME/bundle from `flm vitis bundle`),\n"
             "  - a compiled DPU model NET.xmodel (board only),\n"
             "  - an ONNX or TFLite export (runs/NAME/ptq_int8.onnx, runs/NAME/ptq_int8.tflite, fp32.onnx),\n"
             "  - a Keras H5 model (runs/NAME/fp32.h5, needs TensorFlow),\n"
-            "or set FLM_DPU_MODEL.")
+            "or set FLM_DPU_MODEL." % RELEASE_NAME)
 
 
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _default_model(foreign_spec: Optional[str] = None) -> str:
+    """The released model when no --model is given (and says so), or the NO_MODEL usage error."""
+    from runtime.release import default_model
+
+    if foreign_spec is not None:
+        raise click.UsageError("--foreign-spec describes a foreign ONNX model: pass it with --model")
+    path = default_model()
+    if path is None:
+        raise click.UsageError(NO_MODEL)
+    _err("flm-dpu: no --model given: using the released model %s" % path)
+    return path
+
+
 def _load(model: Optional[str], backend: Optional[str], threads: Optional[int],
           foreign_spec: Optional[str] = None) -> Backend:
     if not model:
-        raise click.UsageError(NO_MODEL)
+        model = _default_model(foreign_spec)
     try:
         if foreign_spec is not None:  # a foreign ONNX landmark model (e.g. a PFLD-pytorch export)
             if backend not in (None, "onnx"):
@@ -116,10 +133,12 @@ def _pipeline_config(max_faces: int, detect_every: int, no_smooth: bool, no_dms:
               help="longer side of the downscaled frame the detector sees")
 @click.option("--frames", type=click.IntRange(1), default=None, help="stop after N frames")
 @click.option("--quiet", is_flag=True, help="no per-event messages, only the summary")
+@foreign_spec_options
 def run(camera: Optional[int], video: Optional[str], images: Optional[str], model: Optional[str],
         backend: Optional[str], threads: int, no_display: bool, output: Optional[str], jsonl: Optional[str],
         max_faces: int, detect_every: int, no_smooth: bool, no_dms: bool, detector: str,
-        yunet_model: Optional[str], detect_size: int, frames: Optional[int], quiet: bool) -> None:
+        yunet_model: Optional[str], detect_size: int, frames: Optional[int], quiet: bool,
+        foreign_spec: Optional[str]) -> None:
     """Detect, track and landmark faces live; overlay, video, JSONL and DMS output."""
     from runtime.pipeline import STAGES, FaceEngine, Pipeline
     from runtime.stats import Stats
@@ -136,7 +155,7 @@ def run(camera: Optional[int], video: Optional[str], images: Optional[str], mode
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             folder = os.path.dirname(os.path.abspath(path))
             raise click.UsageError("output folder does not exist: %s" % folder)
-    be = _load(model, backend, threads)
+    be = _load(model, backend, threads, foreign_spec)
     det = _detector(detector, yunet_model, detect_size)
     try:
         source = open_source(camera, video, images)
@@ -339,11 +358,21 @@ def _write_json(path: str, obj: Any) -> None:
 @click.option("--box", type=click.Choice(["landmarks", "annotation"]), default="landmarks", show_default=True,
               help="crop from the ground-truth landmarks' box (PFLD protocol) or the annotation box")
 @click.option("--limit", type=click.IntRange(1), default=None, help="evaluate only the first N faces")
+@click.option("--recrop", type=click.IntRange(0), default=0, show_default=True,
+              help="also measure tracking stability: re-crop each face from the model's own landmarks N "
+                   "times, from the true box and from jittered boxes (runtime.stability; 0: off)")
+@click.option("--jitter", default="0.1,0.2", show_default=True,
+              help="with --recrop: start-box jitters, fractions of the face size")
+@click.option("--jitter-mode", type=click.Choice(["uniform", "exact"]), default="uniform", show_default=True,
+              help="with --recrop: shift and scale each up to the jitter (uniform) or by all of it (exact)")
+@click.option("--draws", type=click.IntRange(1), default=4, show_default=True,
+              help="with --recrop: jittered start boxes per face and jitter (seeded by --seed)")
+@click.option("--seed", type=int, default=0, show_default=True, help="with --recrop: jitter seed")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="write the metrics as JSON")
 def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign_spec: Optional[str],
-             data: str, split: str, batch_size: int, box: str, limit: Optional[int],
-             json_out: Optional[str]) -> None:
+             data: str, split: str, batch_size: int, box: str, limit: Optional[int], recrop: int,
+             jitter: str, jitter_mode: str, draws: int, seed: int, json_out: Optional[str]) -> None:
     """NME / failure rate / AUC on a WFLW-layout dataset, through the same crop and backend as `run`."""
     from runtime import evaluate as ev
     from runtime.stats import format_table
@@ -355,7 +384,14 @@ def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign
         raise click.ClickException(str(e)) from e
     if limit:
         records = records[:limit]
+    from runtime import stability
+
+    try:
+        jitters = stability.parse_jitters(jitter)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--jitter") from None
     be = _load(model, backend, threads, foreign_spec)
+    study = None
     try:
         from tqdm import tqdm
 
@@ -365,6 +401,9 @@ def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign
         bar, progress = None, None
     try:
         result = ev.evaluate(be, records, be.spec, batch_size, box=box, progress=progress)
+        if recrop:
+            study = stability.summarize_study(
+                stability.recrop_study(be, records, recrop, jitters, draws, seed, jitter_mode, be.spec))
     except (AnnotationError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -390,6 +429,11 @@ def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign
     if t:
         click.echo("%-28s %.2f ms/face (batch %s)" % ("inference", t.get("infer_ms_per_face", float("nan")),
                                                      t.get("batch")))
+    if study is not None:
+        click.echo("re-crop stability (true box = ground-truth landmarks' box; NME in %):")
+        click.echo(format_table(*stability.study_rows(study)))
+        click.echo(stability.study_verdict(study))
+        out["recrop"] = study
     if json_out:
         _write_json(json_out, out)
         click.echo("wrote %s" % json_out)
@@ -433,6 +477,9 @@ def engines() -> List[List[str]]:
     vx = _importable("vart"), _importable("xir")
     ok = not any(str(v).startswith("not importable") for v in vx)
     rows.append(["vart", str(vx[0]) if ok else "missing: Vitis AI runtime (board image only)", "vart + xir"])
+    from runtime.xmodel import xir_status
+
+    rows.append(["xir (reads .xmodel)", xir_status(), "XIR"])
     haar = getattr(getattr(cv2, "data", None), "haarcascades", None)
     haar_ok = bool(haar) and hasattr(cv2, "CascadeClassifier")
     rows.append(["detector haar", "ok" if haar_ok else "missing (OpenCV 5?)",
@@ -525,14 +572,15 @@ def info(model: Optional[str], backend: Optional[str], threads: int) -> None:
         from runtime.backends.vart_backend import describe_xmodel
 
         try:
-            d = describe_xmodel(path)
+            d = describe_xmodel(path, spec)
         except BackendError as e:
             raise click.ClickException(str(e)) from e
-        click.echo(json.dumps(d, indent=2, default=str))
-        if d.get("dpu_subgraphs") != 1:
-            raise click.ClickException("%s has %d DPU subgraphs; flm needs exactly 1"
-                                       % (path, d["dpu_subgraphs"]))
+        click.echo("\n".join(d.pop("text")))  # every subgraph; the JSON below summarises the DPU one
+        click.echo(json.dumps({k: v for k, v in d.items() if k not in ("subgraphs", "problems")}, indent=2,
+                              default=str))
         _check_fingerprint(d.get("dpu_fingerprint"), board)
+        if d["problems"]:
+            raise click.ClickException("flm cannot run %s: %s" % (path, "; ".join(d["problems"])))
         return
     be = _load(path, name, threads)
     click.echo(json.dumps(be.info(), indent=2, default=str))

@@ -200,7 +200,9 @@ def _shade_gain(tf, b, h: int, w: int, aug: AugmentConfig):
     amp = tf.where(tf.random.uniform([b, 1, 1]) < aug.shade_prob, amp, 0.0)
     ys = (tf.range(h, dtype=tf.float32) - (h - 1) / 2.0) / (h / 2.0)
     xs = (tf.range(w, dtype=tf.float32) - (w - 1) / 2.0) / (w / 2.0)
-    ramp = tf.cos(phi) * xs[None, None, :] + tf.sin(phi) * ys[None, :, None]
+    # scaled so the ramp spans [-1, 1] over the crop whatever the direction (corners included)
+    ramp = (tf.cos(phi) * xs[None, None, :] + tf.sin(phi) * ys[None, :, None]) / (tf.abs(tf.cos(phi))
+                                                                                + tf.abs(tf.sin(phi)))
     return tf.maximum(0.0, 1.0 + amp * ramp)
 
 
@@ -234,11 +236,11 @@ def oversample_counts(cache: CropCache, rules: Dict[str, int]) -> np.ndarray:
         factor = int(factor)
         if factor < 1:
             raise ValueError("oversample factor for %r must be >= 1, got %r" % (key, factor))
-        if key in ATTRIBUTES:
+        if key in ATTRIBUTES:  # a subset may have no face with the flag: nothing to repeat then
             hit = np.asarray(cache.attributes)[:, ATTRIBUTES.index(key)] > 0
         else:
             hit = np.array([p.startswith(key) for p in cache.rel_paths], bool)
-        if not hit.any():
+        if not hit.any() and key not in ATTRIBUTES:  # a prefix that matches nothing is a typo
             raise ValueError("oversample rule %r matches no training face (keys: an attribute of %s or an "
                              "image-path prefix such as %r)" % (key, ", ".join(ATTRIBUTES),
                                                                 cache.rel_paths[0].split("/")[0] + "/"))

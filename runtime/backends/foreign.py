@@ -399,7 +399,7 @@ def load_foreign(path: str, foreign: Any = None, spec: CropSpec = DEFAULT_SPEC,
 
 # ---------------------------------------------------------------------- CLI glue
 def foreign_spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """click decorator adding `--foreign-spec SPEC` (for `flm-dpu eval|bench --model foreign.onnx`)."""
+    """click decorator adding `--foreign-spec SPEC` (for `flm-dpu run|eval|bench --model foreign.onnx`)."""
     import click
 
     return click.option("--foreign-spec", "foreign_spec", default=None, metavar="SPEC",

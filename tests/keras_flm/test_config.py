@@ -19,8 +19,16 @@ def test_light_and_none_are_weaker_than_full():
     assert not none.flip and light.flip
 
 
+def test_wild_is_stronger_than_full_and_adds_low_resolution_and_side_light():
+    full, wild = augment_preset("full"), augment_preset("wild")
+    for name in ("scale_jitter", "shift_jitter", "brightness", "contrast", "blur_prob", "occlusion_prob"):
+        assert getattr(wild, name) > getattr(full, name), name
+    assert full.lowres_prob == full.shade_prob == 0 < wild.lowres_prob and wild.shade_prob > 0
+    assert wild.cache_margin > full.cache_margin  # room for the wider warps
+
+
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match="heavy.*full, light, none"):
+    with pytest.raises(ValueError, match="heavy.*full, light, wild, none"):
         augment_preset("heavy")
 
 

@@ -128,3 +128,87 @@ def test_training_dataset_is_augmented_and_finite(faces):
     assert x.shape == (4, 112, 112, 1) and x.dtype == tf.float32
     assert np.isfinite(x.numpy()).all() and np.isfinite(y.numpy()).all()
     assert x.numpy().min() >= -1.0 and x.numpy().max() <= 127 / 128
+
+
+# ------------------------------------------------------------------ in-the-wild preset ("wild")
+def _photometric(images, **over):
+    from keras_flm.data.pipeline import augment_photometric
+
+    off = dict(brightness=0.0, contrast=0.0, gamma=0.0, blur_prob=0.0, occlusion_prob=0.0, noise_std=0.0)
+    aug = AugmentConfig(**dict(off, **over))
+    return augment_photometric(tf.constant(images, tf.float32), aug, SPEC).numpy()
+
+
+def _dot_image(n=4):
+    """Crops with one bright 6x6 dot at a known place on a mid-grey face-like background."""
+    img = np.full((n, 112, 112), 100.0, np.float32)
+    img[:, 40:46, 70:76] = 250.0
+    return img
+
+
+def test_low_resolution_keeps_features_in_place_and_loses_detail():
+    img = _dot_image()
+    out = _photometric(img, lowres_prob=1.0, lowres_min=0.35)
+    for o in out:
+        ys, xs = np.nonzero(o > 150)  # the dot, blurred by down/up-sampling, stays centred where it was
+        assert abs(ys.mean() - 42.5) < 1.0 and abs(xs.mean() - 72.5) < 1.0
+    assert np.abs(np.diff(out, axis=2)).max() < np.abs(np.diff(img, axis=2)).max()  # edges softened
+    assert np.allclose(_photometric(img, lowres_prob=0.0), img)
+
+
+def test_side_light_is_a_smooth_gain_that_moves_no_pixel():
+    img = _dot_image(8)
+    out = _photometric(img, shade_prob=1.0, shade_strength=0.6)
+    gain = out / img
+    assert gain.min() >= 0.4 - 1e-4 and gain.max() <= 1.6 + 1e-4
+    assert np.abs(np.diff(gain, axis=1)).max() < 0.02 and np.abs(np.diff(gain, axis=2)).max() < 0.02
+    assert (np.abs(gain - 1).reshape(8, -1).max(1) > 0.01).any()  # some crops really are side-lit
+    ys, xs = np.nonzero(out[0] > out[0].mean() + 60)  # the dot is still the bright spot, in place
+    assert abs(ys.mean() - 42.5) < 1.0 and abs(xs.mean() - 72.5) < 1.0
+
+
+def test_wild_preset_warps_stay_inside_its_cached_margin():
+    from keras_flm.config import augment_preset
+
+    w = augment_preset("wild")
+    theta = math.radians(w.rotation_deg)
+    reach = (1 + w.scale_jitter) * 0.5 * (abs(math.cos(theta)) + abs(math.sin(theta))) + w.shift_jitter
+    assert reach <= w.cache_margin / 2  # no black corners from the cache edge (image borders aside)
+
+
+def test_wild_preset_keeps_landmarks_on_the_features(faces98, tmp_path):
+    """With the preset's full geometry, the pixels under each warped landmark are the pixels under the
+    original landmark (same check as the flip/rotation tests, on the 2.0-margin cache)."""
+    from keras_flm.config import augment_preset
+
+    w = augment_preset("wild")
+    recs = subset(read_annotations(faces98, "train"), 4, seed=5)
+    cache = build_cache(recs, str(faces98), "train", SPEC, w.cache_margin, cache_dir=str(tmp_path),
+                        progress=False)
+    b = len(cache)
+    shifts = tf.constant([[.12, -.12], [-.1, .1], [0., 0.], [.12, .12]])
+    x, pts, _ = _geometry(cache, w, flip_mask=tf.zeros([b], tf.bool),
+                          angles_deg=tf.constant([30., -30., 12., 0.]),
+                          scales=tf.constant([1.15, 0.85, 1.0, 1.1]), shifts=shifts)
+    src = np.asarray(cache.images).astype(np.float32)
+    for i in range(b):
+        inside = np.all((pts[i] > 0.05) & (pts[i] < 0.95), axis=1)
+        got = [x[i][int(round(p[1] * 112 - .5)), int(round(p[0] * 112 - .5))] for p in pts[i][inside]]
+        want = [src[i][int(round(q[1] - .5)), int(round(q[0] - .5))] for q in cache.landmarks[i][inside]]
+        assert np.median(np.abs(np.asarray(got) - np.asarray(want))) < 12
+
+
+def test_oversample_counts_by_attribute_and_path_prefix(faces):
+    from keras_flm.data.pipeline import oversample_counts
+
+    _, cache = faces
+    prefix = cache.rel_paths[0].split("/")[0] + "/"
+    counts = oversample_counts(cache, {prefix: 3})
+    hit = np.array([p.startswith(prefix) for p in cache.rel_paths])
+    assert (counts[hit] == 3).all() and (counts[~hit] == 1).all()
+    with pytest.raises(ValueError, match="matches no training face"):
+        oversample_counts(cache, {"nowhere/": 2})
+    with pytest.raises(ValueError, match=">= 1"):
+        oversample_counts(cache, {prefix: 0})
+    ds = make_dataset(cache, 1, NO_AUGMENT, SPEC, training=False, counts=counts)
+    assert sum(1 for _ in ds) == int(counts.sum())

@@ -163,3 +163,87 @@ def test_time_budget_stops_training(faces98, tmp_path):
     rows = _log(run)
     assert float(rows[-1]["lr"]) < 1e-4  # the cosine followed the clock, not the 5-epoch cap
     assert os.path.isfile(os.path.join(run, "fp32.h5"))
+
+
+@pytest.mark.slow
+def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, faces98, tmp_path):
+    """--init loads a run's weights (by layer name); with a vanishing LR the new run's fp32.h5 keeps
+    them, so the EMA swap and oversampled epochs changed nothing they should not."""
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    src, cache, _ = tiny_run
+    run = str(tmp_path / "init")
+    args = ["train", "--data", str(faces98), "--run", run, "--width", "0.25", "--max-images", "72",
+            "--batch-size", "16", "--epochs", "1", "--lr", "1e-12", "--init", src, "--ema", "0.9",
+            "--oversample", "pose=2", "--oversample", "lfw/=2", "--augment", "wild", "--cache-dir", cache]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "starting from the weights of %s" % os.path.join(src, "train.h5") in res.output
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    assert cfg.train.init == src and cfg.train.ema == 0.9 and cfg.train.oversample == {"pose": 2, "lfw/": 2}
+    a = keras.models.load_model(os.path.join(src, "fp32.h5"), compile=False)
+    b = keras.models.load_model(os.path.join(run, "fp32.h5"), compile=False)
+    # the cosine LR runs from --lr to lr_min (1e-5): Adam moves a weight by <= ~LR per step, 4 steps here
+    convs = [la for la in a.layers if la.__class__.__name__ in ("Conv2D", "DepthwiseConv2D")]
+    moved = [np.abs(wa - wb).max() for la in convs
+             for wa, wb in zip(la.get_weights(), b.get_layer(la.name).get_weights())]
+    assert len(moved) > 20 and max(moved) < 1e-4
+
+
+def test_ema_weights_swap_in_and_back():
+    from keras_flm.keras_compat import get_keras
+    from keras_flm.train import EmaWeights
+
+    keras = get_keras()
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.layers.Dense(3, input_shape=(4,))])
+    m.compile(optimizer=keras.optimizers.AdamW(1e-1, use_ema=True, ema_momentum=0.5), loss="mse")
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 3), np.float32)
+    m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    raw = [v.numpy() for v in m.trainable_variables]
+    opt = m.optimizer
+    avg = [opt._model_variables_moving_average[opt._index_dict[opt._var_key(v)]].numpy()
+           for v in m.trainable_variables]
+    assert any(np.abs(r - a).max() > 1e-4 for r, a in zip(raw, avg))  # the swap is observable
+    with EmaWeights(m):
+        for v, a in zip(m.trainable_variables, avg):
+            np.testing.assert_allclose(v.numpy(), a)
+    for v, r in zip(m.trainable_variables, raw):
+        np.testing.assert_allclose(v.numpy(), r)
+
+
+def test_bad_init_and_oversample_fail_before_writing(tmp_path, faces98):
+    run = tmp_path / "r"
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["train", "--data", str(faces98), "--run", str(run), "--init",
+                                   str(tmp_path / "empty")])
+    assert res.exit_code != 0 and "no train.h5 or fp32.h5" in res.output and not run.exists()
+    res = CliRunner().invoke(cli, ["train", "--data", str(faces98), "--run", str(run),
+                                   "--oversample", "pose"])
+    assert res.exit_code == 2 and "expected KEY=N" in res.output and not run.exists()
+
+
+def test_recalibrate_bn_averages_batch_statistics_equally():
+    from keras_flm.bn_calibration import recalibrate_bn
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    m = keras.Sequential([keras.layers.BatchNormalization(momentum=0.9, input_shape=(4,))])
+    bn = m.layers[0]
+    bn.moving_mean.assign(np.full(4, 50.0, np.float32))  # stale statistics
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=[0, 1, 2, 3], scale=2.0, size=(256, 4)).astype(np.float32) for _ in range(20)]
+    assert recalibrate_bn(m, iter(batches), steps=10) == 10
+    want = np.mean([b.mean(0) for b in batches[:10]], axis=0)  # equal weights: the first batch counts too
+    np.testing.assert_allclose(bn.moving_mean.numpy(), want, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 4.0, rtol=0.1)
+    assert bn.momentum == 0.9
+
+
+@pytest.mark.slow
+def test_training_ends_with_bn_calibration(tiny_run):
+    state = tiny_run[2]
+    cal = state["bn_calibration"]
+    assert cal["batches"] == 50 and np.isfinite(cal["val_nme_before"]) and np.isfinite(cal["val_nme_after"])
+    assert state["best_val_nme"] == pytest.approx(min(cal["val_nme_before"], cal["val_nme_after"]), abs=1e-3)

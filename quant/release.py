@@ -1,0 +1,330 @@
+"""`flm release`: a trained and quantized run -> models/NAME, the model flm-dpu runs by default.
+
+A release holds the FP32 H5 and the INT8 PTQ/QAT TFLite and ONNX exports, the run's
+config.json, a metrics.json measured here on the release's own files (so a test can
+reproduce it from them), MODEL_CARD.md and a meta.json in the board-bundle format
+(runtime/bundle.py): `flm-dpu --model models/NAME` and the default model resolution
+(runtime/release.py) read it like a bundle, and `flm vitis ... --run models/NAME` treats it
+like a run directory (config.json + fp32.h5).
+
+It is built in a scratch directory beside the target and swapped in whole: a failed release
+leaves the previous one untouched, and a new one replaces it rather than adding a copy.
+"""
+import datetime
+import json
+import os
+import shutil
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from keras_flm import evaluate as kev
+from keras_flm.config import RunConfig
+from keras_flm.report_md import atomic_write_json, atomic_write_text, markdown_table, read_metrics
+from runtime.bundle import FORMAT, FORMAT_VERSION, META, file_md5
+from runtime.landmarks import ATTRIBUTES
+from runtime.release import RELEASE_NAME
+
+#: (file, precision, format) of every model a release carries, in table order.
+MODEL_FILES: Tuple[Tuple[str, str, str], ...] = (
+    ("fp32.h5", "FP32", "Keras H5"),
+    ("ptq_int8.tflite", "PTQ INT8", "TFLite"),
+    ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ (U8S8, 7-bit weights)"),
+    ("qat_int8.tflite", "QAT INT8", "TFLite"),
+    ("qat_int8.onnx", "QAT INT8", "ONNX QDQ"),
+)
+#: Which file each host engine runs (bundle "models"); ONNX first: the fastest INT8 engine here.
+HOST_MODELS = {"onnx": "ptq_int8.onnx", "tflite": "ptq_int8.tflite", "keras": "fp32.h5"}
+DEFAULT_INT8 = HOST_MODELS["onnx"]
+#: DPU emulation rows copied from the run's metrics.json (no file: a fake-quant Keras model).
+EMULATIONS = (("ptq_pof2_dpu", "PTQ pof2 (DPU emulation)"), ("qat_pof2_dpu", "QAT pof2 (DPU emulation)"))
+#: Extra files copied when the run has them.
+EXTRA_FILES = ("training_curves.png",)
+MAX_BYTES = 15 * 1024 * 1024
+MISSING_HINT = {
+    "fp32.h5": "flm train --run RUN",
+    "ptq_int8.tflite": "flm quantize ptq --run RUN",
+    "ptq_int8.onnx": "flm export onnx --run RUN && flm quantize ptq --run RUN",
+    "qat_int8.tflite": "flm quantize qat --run RUN",
+    "qat_int8.onnx": "flm export onnx --run RUN && flm quantize qat --run RUN",
+    "config.json": "flm train --run RUN",
+}
+
+Log = Callable[[str], Any]
+
+
+class ReleaseError(ValueError):
+    """The run cannot be released as asked (missing artifacts, data, too large)."""
+
+
+def check_run(run_dir: str) -> None:
+    """Every file a release needs is in the run, or a ReleaseError listing what makes each."""
+    missing = [f for f in [m[0] for m in MODEL_FILES] + ["config.json"]
+               if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise ReleaseError("%s lacks %s; make them with:\n%s" % (
+            run_dir, ", ".join(missing),
+            "\n".join("  %s: %s" % (f, MISSING_HINT[f].replace("RUN", run_dir)) for f in missing)))
+
+
+def _scores(result: Dict[str, Any]) -> Dict[str, Any]:
+    m = result["metrics"]
+    out = {k: m.get(k) for k in ("count", "nme", "failure_rate", "auc")}
+    out["attributes"] = {k: {kk: v.get(kk) for kk in ("count", "nme", "failure_rate", "auc")}
+                         for k, v in (m.get("attributes") or {}).items() if isinstance(v, dict)}
+    return out
+
+
+def evaluate_release_models(root: str, spec: Any, test: Sequence[Any], val: Optional[Sequence[Any]],
+                            log: Log = print) -> Dict[str, Dict[str, Any]]:
+    """{file: {precision, format, bytes, md5, test: scores, val_nme}} from the files in `root`."""
+    out = {}  # type: Dict[str, Dict[str, Any]]
+    for fname, precision, fmt in MODEL_FILES:
+        path = os.path.join(root, fname)
+        entry = {"precision": precision, "format": fmt, "bytes": os.path.getsize(path), "md5": file_md5(path)}
+        entry["test"] = _scores(kev.evaluate_model(path, test, spec))
+        if val:
+            entry["val_nme"] = kev.evaluate_model(path, val, spec)["metrics"]["nme"]
+        log("  %-16s test NME %.3f %%%s" % (fname, 100 * entry["test"]["nme"],
+                                           "" if not val else ", val NME %.3f %%" % (100 * entry["val_nme"])))
+        out[fname] = entry
+    return out
+
+
+def emulation_rows(run_metrics: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The run's pof2 DPU-emulation scores (test, and val when recorded), by artifact name."""
+    out = {}
+    for key, label in EMULATIONS:
+        e = run_metrics.get(key)
+        if not e or e.get("nme") is None:
+            continue
+        row = {"label": label, "test": {k: e.get(k) for k in ("count", "nme", "failure_rate", "auc")}}
+        v = run_metrics.get(key + "_val")
+        if v and v.get("nme") is not None:
+            row["val_nme"] = v["nme"]
+        out[key] = row
+    return out
+
+
+def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
+    """Batch-1 latency and pipeline FPS per artifact (and foreign model) from the run's bench.json."""
+    path = os.path.join(run_dir, "bench.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        bench = json.load(f)
+    rows = []
+    for r in bench.get("rows", []):
+        if r.get("p50_ms") is None:
+            continue
+        rows.append({"name": r.get("name"), "method": r.get("method"),
+                     "engine": "%s / %s" % (r.get("format"), r.get("engine_label")),
+                     "size_mb": r.get("size_mb"),
+                     "nme": (r.get("accuracy") or {}).get("nme"), "p50_ms": r.get("p50_ms"),
+                     "images_per_s_b1": (r.get("images_per_s") or {}).get("1"),
+                     "pipeline_fps": r.get("pipeline_fps"), "foreign_spec": r.get("foreign_spec")})
+    return {"machine": bench.get("machine"), "created": bench.get("created"), "rows": rows}
+
+
+def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
+    from keras_flm.train import read_state
+
+    st = read_state(run_dir)
+    keep = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
+    return dict({k: st.get(k) for k in keep}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
+                lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
+                time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
+                init=cfg.train.init, train_faces=cfg.data.get("train_faces"),
+                val_faces=cfg.data.get("val_faces"))
+
+
+def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: str) -> Dict[str, Any]:
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "crop": cfg.crop.to_dict(),
+            "models": dict(HOST_MODELS), "files": files,
+            "release": {"name": name, "source_run": os.path.abspath(run_dir), "created": created}}
+
+
+def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "models",
+                  data_root: Optional[str] = None, tracking: Optional[Dict[str, Any]] = None,
+                  weaknesses: Sequence[str] = (), log: Log = print) -> str:
+    """Write out_root/name from run_dir (see the module docstring); returns the release path."""
+    check_run(run_dir)
+    cfg = RunConfig.load(os.path.join(run_dir, "config.json"))
+    root = data_root or cfg.data.get("root")
+    if not root or not os.path.isdir(root):
+        raise ReleaseError("data root %r not found: pass --data (the WFLW-layout root the run was trained on)"
+                           % root)
+    test, _ = kev.load_split(root, "test", cfg)
+    try:
+        val, _ = kev.load_split(root, "val", cfg)
+    except kev.EvalError as e:
+        log("no validation numbers: %s" % e)
+        val = None
+    target = os.path.join(out_root, name)
+    os.makedirs(out_root, exist_ok=True)
+    tmp = os.path.join(out_root, ".%s.partial" % name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        for fname in [m[0] for m in MODEL_FILES] + ["config.json"] + list(EXTRA_FILES):
+            src = os.path.join(run_dir, fname)
+            if os.path.isfile(src):
+                shutil.copy2(src, os.path.join(tmp, fname))
+        log("scoring the release's models on %d test and %d val faces" % (len(test), len(val or [])))
+        models = evaluate_release_models(tmp, cfg.crop, test, val, log)
+        metrics = {
+            "release": name, "test_data": {"root": os.path.basename(os.path.normpath(root)), "split": "test",
+                                           "faces": len(test)},
+            "val_faces": len(val or []), "models": models,
+            "emulation": emulation_rows(read_metrics(run_dir)),
+            "training": training_summary(run_dir, cfg), "speed": speed_rows(run_dir),
+            "tracking": tracking, "default_int8": DEFAULT_INT8,
+        }
+        atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
+        atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
+        files = {f: {"md5": file_md5(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
+                 for f in sorted(os.listdir(tmp))}
+        atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir))
+        total = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+        if total > MAX_BYTES:
+            raise ReleaseError("release would be %.1f MB, over the %.0f MB limit" % (total / 2 ** 20,
+                                                                                  MAX_BYTES / 2 ** 20))
+        old = os.path.join(out_root, ".%s.old" % name)
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.isdir(target):
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log("wrote %s (%.2f MB)" % (target, total / 2 ** 20))
+    return target
+
+
+# ------------------------------------------------------------------------------ model card
+
+def _pct(v: Optional[float]) -> str:
+    return "–" if v is None else "%.2f" % (100.0 * v)
+
+
+def _results_table(metrics: Dict[str, Any]) -> str:
+    rows = []  # type: List[List[Any]]
+    for fname, e in metrics["models"].items():
+        t = e["test"]
+        rows.append(["`%s`" % fname, e["precision"], e["format"], _pct(t["nme"]), _pct(t["failure_rate"]),
+                     "%.3f" % t["auc"], _pct(e.get("val_nme")), "%.2f" % (e["bytes"] / 1e6)])
+    for _, e in (metrics.get("emulation") or {}).items():
+        t = e["test"]
+        rows.append([e["label"], "INT8 pof2", "Keras fake-quant", _pct(t["nme"]), _pct(t["failure_rate"]),
+                     "–" if t.get("auc") is None else "%.3f" % t["auc"], _pct(e.get("val_nme")), "–"])
+    return markdown_table(["model", "precision", "format", "test NME %", "FR@0.1 %", "AUC@0.1", "val NME %",
+                           "size MB"], rows)
+
+
+def _attribute_table(metrics: Dict[str, Any]) -> str:
+    cols = ["fp32.h5", DEFAULT_INT8]
+    rows = []
+    for attr in ("all",) + tuple(ATTRIBUTES):
+        row = [attr]
+        count = None
+        for c in cols:
+            t = metrics["models"][c]["test"]
+            a = t if attr == "all" else t["attributes"].get(attr) or {}
+            count = a.get("count", count)
+            row.append(_pct(a.get("nme")))
+        rows.append([row[0], count if count is not None else "–"] + row[1:])
+    return markdown_table(["subset", "faces", "FP32 NME %", "INT8 (%s) NME %%" % DEFAULT_INT8], rows)
+
+
+def _speed_table(speed: Optional[Dict[str, Any]]) -> str:
+    if not speed or not speed.get("rows"):
+        return "No `flm bench` results in the source run."
+
+    def f(v: Any, fmt: str) -> str:
+        return "–" if v is None else fmt % v
+
+    rows = [[r["name"], r["engine"], f(r["size_mb"], "%.2f"), f(r["nme"] and 100 * r["nme"], "%.2f"),
+             f(r["p50_ms"], "%.2f"), f(r["pipeline_fps"], "%.0f")] for r in speed["rows"]]
+    return markdown_table(["model", "format / engine", "size MB", "test NME %", "p50 ms (batch 1)",
+                           "pipeline FPS"], rows) + "\n\n`flm bench --run RUN --foreign ...` on %s, %s." % (
+        (speed.get("machine") or {}).get("cpu", "this machine"), speed.get("created"))
+
+
+def _tracking_text(tracking: Optional[Dict[str, Any]]) -> str:
+    if not tracking:
+        return "Not measured for this release."
+    return tracking.get("markdown") or "```\n%s\n```" % json.dumps(tracking, indent=2)
+
+
+FACES98_DATA = [
+    "- Trained on the train list of `faces98` ({train} train / {val} validation faces): LFW photos "
+    "and crops of "
+    "WFLW (WIDER FACE) scenes. Labels are **machine labels** from a teacher, an ensemble of three "
+    "WFLW-trained "
+    "PFLD models of the PyTorch flow (AnthonyF333/PFLD_GhostOne, Apache-2.0), flip-averaged, box "
+    "refined twice; "
+    "no human labelled these training faces (the teacher scores ~5 % NME on WFLW test faces, so a student "
+    "should not expect to beat it by much).",
+    "- Evaluated on {test} real WFLW **test** faces (WIDER FACE scenes) with WFLW's human ground "
+    "truth, cropped "
+    "from the ground-truth landmarks' box (PFLD protocol); NME is inter-ocular (points 60/72).",
+    "- **Licences: research only.** WFLW, WIDER FACE and LFW are for non-commercial research; a "
+    "model trained "
+    "on them inherits that restriction. The teacher models are Apache-2.0.",
+]
+OTHER_DATA = [
+    "- Trained on the train list of `{root}` ({train} train / {val} validation faces) and evaluated "
+    "on its {test} "
+    "test faces, cropped from the ground-truth landmarks' box (PFLD protocol); NME is inter-ocular (points "
+    "60/72). The model inherits the licence of that data.",
+]
+
+
+def _data_lines(metrics: Dict[str, Any], tr: Dict[str, Any]) -> List[str]:
+    root = metrics["test_data"]["root"]
+    lines = FACES98_DATA if root == "faces98" else OTHER_DATA
+    return [line.format(root=root, train=tr.get("train_faces"), val=tr.get("val_faces"),
+                        test=metrics["test_data"]["faces"]) for line in lines]
+
+
+def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str] = ()) -> str:
+    tr = metrics["training"]
+    m = cfg.model
+    hours = (tr.get("train_seconds") or 0) / 3600.0
+    over = ", ".join("%s x%d" % kv for kv in sorted((tr.get("oversample") or {}).items())) or "none"
+    lines = [
+        "# flm release `%s`: MobileNetV2-PFLD, 98 WFLW landmarks, 112×112×1 gray" % metrics["release"], "",
+        "## Model",
+        "- MobileNetV2-PFLD (width %g, %s, %d extra 3×3 Conv-BN-ReLU before the pooled multi-scale head, "
+        "1×1-conv regression head of 196 outputs); the auxiliary pose head is training-only and not in these "
+        "files. `flm model summary --width %g` prints every layer."
+        % (m.width, m.activation.upper(), m.extra_convs, m.width),
+        "- Input: uint8 gray crop, 112×112, a square of %.1f× the face box's longer side, zero-padded; "
+        "x = (u8 − %g)·%g (outside the model). Output: 98 (x, y) in crop-normalised [0, 1]. The crop "
+        "contract is `meta.json[\"crop\"]` (runtime/preprocess.py)." % (cfg.crop.scale, cfg.crop.input_mean,
+                                                                      cfg.crop.input_scale),
+        "- Files: `fp32.h5` (Keras, built-in layers only: loads in the Vitis AI docker), INT8 PTQ and QAT as "
+        "TFLite and ONNX QDQ. `flm-dpu` runs `%s` by default on a host; `flm vitis quantize|compile|bundle "
+        "--run models/%s` makes the KV260 xmodel." % (DEFAULT_INT8, metrics["release"]), "",
+        "## Data, labels and licences",
+    ] + _data_lines(metrics, tr) + [
+        "## Training",
+        "- %s epochs (best at %s, best val NME %s %%), %.1f h on a 2-core CPU, batch %s, AdamW lr %g → %g "
+        "cosine%s, weight EMA %s, oversampling %s, augmentation preset as in config.json (`augment`)%s."
+        % (tr.get("epochs_done"), tr.get("best_epoch"), _pct(tr.get("best_val_nme")), hours,
+           tr.get("batch_size"), tr.get("lr"), tr.get("lr_min"),
+           "" if not tr.get("time_budget_min") else " over a %g-min budget" % tr["time_budget_min"],
+           tr.get("ema") or "off", over,
+           "" if not tr.get("init") else ", started from `%s`" % tr["init"]), "",
+        "## Accuracy (measured on these files by `flm release`)", "",
+        _results_table(metrics), "",
+        "Per attribute (test):", "", _attribute_table(metrics), "",
+        "## Speed", "", _speed_table(metrics.get("speed")), "",
+        "## Tracking stability", "", _tracking_text(metrics.get("tracking")), "",
+        "## Known weaknesses",
+    ]
+    lines += ["- %s" % w for w in weaknesses] or ["- none recorded"]
+    n = metrics["test_data"]["faces"]
+    lines += ["- %d test faces is a small benchmark: one face moves the mean NME by ~%.1f pp per 10 pp "
+              "of its own error." % (n, 10.0 / max(n, 1))]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Re-crop stability of a landmark model on annotated faces (runtime.stability.recrop_study).
+
+The live pipeline crops each frame from the previous frame's landmarks, so a model must be a
+stable fixed point of "crop from my own landmarks". Per face: NME with the true box (one-shot,
+the WFLW/PFLD protocol), then after re-cropping from its own landmarks 1..N times; and the same
+chains from boxes jittered by fractions of the face size. Prints a markdown table.
+
+    .venv/bin/python scripts/eval_tracking.py --model runs/NAME/ptq_int8.onnx
+    .venv/bin/python scripts/eval_tracking.py \\
+        --model ../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx \\
+        --foreign-spec "channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01" \\
+        --recrop 10 --jitter 0.1,0.2 --draws 4 --plot /tmp/recrop.png --json /tmp/recrop.json
+
+Same numbers as `flm-dpu eval --recrop 10 --jitter 0.1,0.2` (which prints them as a plain table).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "faces98")
+
+
+def plot_curves(summary: Dict[str, Any], path: str, title: str) -> None:
+    """NME against re-crop step, one line per start box (matplotlib, imported here only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for row in summary["rows"]:
+        ax.plot(range(len(row["nme"])), [100 * v for v in row["nme"]], marker="o", ms=3, label=row["start"])
+    ax.axhline(100 * summary["one_shot_nme"] * (1 + summary["target_increase"]), color="grey", ls=":",
+               label="one-shot + %.0f %%" % (100 * summary["target_increase"]))
+    ax.set_xlabel("re-crop step (0 = crop from the start box)")
+    ax.set_ylabel("NME % (inter-ocular)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="flm model (bundle/.onnx/.tflite/.h5) or a foreign ONNX")
+    ap.add_argument("--foreign-spec", default=None, help="spec of a foreign ONNX model (flm-dpu eval --help)")
+    ap.add_argument("--backend", default=None, help="engine for an flm model (default: from the suffix)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--split", choices=["test", "train"], default="test")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N faces")
+    ap.add_argument("--recrop", type=int, default=10, help="re-crop steps N (default: %(default)s)")
+    ap.add_argument("--jitter", default="0.1,0.2", help="start-box jitters, fractions of the face size")
+    ap.add_argument("--jitter-mode", choices=["uniform", "exact"], default="uniform",
+                    help="uniform: shift and scale each up to the amount; exact: by the full amount")
+    ap.add_argument("--draws", type=int, default=4, help="jittered start boxes per face and amount")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", dest="json_out", default=None, help="write the summary as JSON")
+    ap.add_argument("--plot", default=None, help="write NME vs re-crop step as a PNG (needs matplotlib)")
+    a = ap.parse_args(argv)
+    if a.recrop < 0 or a.draws < 1 or a.threads < 1 or (a.limit is not None and a.limit < 1):
+        ap.error("--recrop must be >= 0; --draws, --threads and --limit >= 1")
+
+    from keras_flm.report_md import markdown_table
+    from runtime import stability as S
+    from runtime.wflw import read_annotations
+
+    try:
+        jitters = S.parse_jitters(a.jitter)
+    except ValueError as e:
+        ap.error(str(e))
+    records = read_annotations(a.data, a.split)[:a.limit]
+    be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads)
+    t0 = time.perf_counter()
+    try:
+        study = S.recrop_study(be, records, a.recrop, jitters, a.draws, a.seed, a.jitter_mode)
+        info = be.info()
+    finally:
+        be.close()
+    summary = S.summarize_study(study)
+    summary.update(model=info, data=a.data, split=a.split, seconds=time.perf_counter() - t0)
+    header, rows = S.study_rows(summary)
+    title = ("%s on %d %s faces of %s (%s), %d re-crops, jitter %s (%s) x %d draws, seed %d"
+             % (os.path.basename(a.model), summary["faces"], a.split, a.data,
+                info.get("foreign_spec") or info.get("backend"), a.recrop, a.jitter, a.jitter_mode, a.draws,
+                a.seed))
+    summary["markdown"] = "%s\n\n%s\n\n%s" % (title, markdown_table(header, rows), S.study_verdict(summary))
+    print(summary["markdown"])
+    if a.plot:
+        plot_curves(summary, a.plot, "%s: NME vs re-crop step (%d faces)" % (os.path.basename(a.model),
+                                                                          summary["faces"]))
+        print("wrote %s" % a.plot)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(summary, f, indent=2, default=str)
+        print("wrote %s" % a.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

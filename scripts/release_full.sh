@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# From a trained full-size run to the committed release and the README's numbers, on real faces:
+#   scripts/release_full.sh runs/NAME [DATA_ROOT]
+# eval -> exports -> PTQ (TFLite, ORT, pof2) -> QAT -> Table 2 (test + val) -> Table 3 with the PyTorch
+# flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
+# flm release (models/NAME). Each step is a plain flm / flm-dpu command: copy any line to re-run it.
+set -euo pipefail
+RUN=${1:?usage: scripts/release_full.sh runs/NAME [DATA_ROOT]}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+DATA=${2:-$HERE/../shared/data/faces98}
+PFLD=${PFLD:-$HERE/../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx}
+SPEC="channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01"
+QAT_EPOCHS=${QAT_EPOCHS:-2}
+BIN=$HERE/.venv/bin
+export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
+step() { echo; echo "== $*"; "$@"; }
+
+step "$BIN/flm" eval --run "$RUN" --baseline
+step "$BIN/flm" export onnx --run "$RUN"
+step "$BIN/flm" export tflite --run "$RUN"
+step "$BIN/flm" quantize ptq --run "$RUN" --calib 500
+step "$BIN/flm" quantize ptq --run "$RUN" --calib 500 --scheme pof2
+step "$BIN/flm" quantize qat --run "$RUN" --epochs "$QAT_EPOCHS"
+step "$BIN/flm" report --run "$RUN"
+step "$BIN/flm" report --run "$RUN" --split val
+step "$BIN/flm" bench --run "$RUN" --foreign "$PFLD" --foreign-spec "$SPEC" --foreign-name PFLD_GhostOne \
+  --only ptq_int8 --only ptq_int8_onnx --only qat_int8 --only fp32_tflite --iters 200 --repeats 3
+step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$RUN/ptq_int8.onnx" --data "$DATA" \
+  --json "$RUN/tracking.json" --plot "$RUN/tracking.png"
+step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$PFLD" --foreign-spec "$SPEC" --data "$DATA" \
+  --json "$RUN/tracking_pfld.json"
+VIDEO=$RUN/faces_video.mp4
+step "$BIN/python" "$HERE/scripts/make_face_video.py" --out "$VIDEO"
+step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video.jsonl" \
+  --model "$RUN/ptq_int8.onnx"
+step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video.jsonl" \
+  --model "$RUN/ptq_int8.onnx" --json "$RUN/faces_video_score.json"
+step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video_pfld.jsonl" \
+  --model "$PFLD" --foreign-spec "$SPEC"
+step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video_pfld.jsonl" \
+  --model "$PFLD" --foreign-spec "$SPEC" --json "$RUN/faces_video_pfld_score.json"
+step "$BIN/flm" release --run "$RUN" --tracking "$RUN/tracking.json"

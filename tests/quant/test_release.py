@@ -1,0 +1,92 @@
+"""`flm release` and the committed release.
+
+1. Mechanics on the tiny run: every file copied, metrics.json measured on the release's own files,
+   md5 sums in meta.json, the release loads as a bundle, a rebuild replaces it, a missing artifact
+   names the command that makes it. (INT8 slots hold the FP32 exports here: what is released is
+   whatever the run holds; real PTQ/QAT files are the quant tests' and the committed release's job.)
+2. The committed release models/<RELEASE_NAME>: its files load and reproduce its metrics.json on
+   the 68 real test faces.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from runtime.release import RELEASE_NAME
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMITTED = os.path.join(REPO, "models", RELEASE_NAME)
+
+
+@pytest.fixture(scope="module")
+def release_run(quant_run, tmp_path_factory):
+    """A copy of the tiny run with FP32 TFLite/ONNX exports in the INT8 file slots."""
+    from quant import flows
+    from quant.config import ExportConfig
+
+    run = str(tmp_path_factory.mktemp("rel") / "run")
+    shutil.copytree(quant_run, run)
+    xcfg = ExportConfig()
+    flows.export_tflite(run, xcfg, lambda *_: None)
+    flows.export_onnx(run, xcfg, lambda *_: None)
+    for stem in ("ptq_int8", "qat_int8"):
+        for ext in ("tflite", "onnx"):
+            shutil.copy(os.path.join(run, "fp32." + ext), os.path.join(run, "%s.%s" % (stem, ext)))
+    return run
+
+
+def test_release_from_a_run(release_run, tmp_path):
+    from quant.release import MODEL_FILES, build_release
+    from runtime.bundle import file_md5, load_bundle
+
+    out = str(tmp_path / "models")
+    path = build_release(release_run, "tiny", out, log=lambda *_: None)
+    assert path == os.path.join(out, "tiny")
+    names = set(os.listdir(path))
+    written = {"config.json", "metrics.json", "MODEL_CARD.md", "meta.json"}
+    assert {m[0] for m in MODEL_FILES} | written <= names
+    meta = json.load(open(os.path.join(path, "meta.json")))
+    for f, rec in meta["files"].items():
+        assert rec["md5"] == file_md5(os.path.join(path, f))
+    b = load_bundle(path)
+    assert b.model_for().endswith("ptq_int8.onnx")  # the host default is the INT8 ONNX
+    metrics = json.load(open(os.path.join(path, "metrics.json")))
+    fp32, onnx = metrics["models"]["fp32.h5"]["test"], metrics["models"]["ptq_int8.onnx"]["test"]
+    assert fp32["count"] == 68 and 0 < fp32["nme"] < 1
+    assert abs(fp32["nme"] - onnx["nme"]) < 1e-4  # same weights, two engines
+    card = open(os.path.join(path, "MODEL_CARD.md")).read()
+    assert "research only" in card.lower() and "%.2f" % (100 * fp32["nme"]) in card
+    # a second release replaces the first in place, leaving no scratch copies
+    (tmp_path / "models" / "tiny" / "stale.txt").write_text("x")
+    build_release(release_run, "tiny", out, log=lambda *_: None)
+    assert sorted(os.listdir(out)) == ["tiny"] and "stale.txt" not in os.listdir(path)
+
+
+def test_release_names_what_is_missing(release_run, tmp_path):
+    from quant.release import ReleaseError, build_release
+
+    run = str(tmp_path / "run")
+    shutil.copytree(release_run, run)
+    os.remove(os.path.join(run, "qat_int8.onnx"))
+    with pytest.raises(ReleaseError, match="qat_int8.onnx.*flm quantize qat"):
+        build_release(run, "x", str(tmp_path / "models"), log=lambda *_: None)
+    assert not os.path.exists(str(tmp_path / "models"))
+
+
+def test_committed_release_reproduces_its_metrics(faces98):
+    """The release in the repository scores what its metrics.json says on the 68 test faces."""
+    from keras_flm import evaluate as kev
+    from runtime.bundle import load_bundle
+    from runtime.wflw import read_annotations
+
+    assert os.path.isfile(os.path.join(COMMITTED, "meta.json")), "no release in %s" % COMMITTED
+    metrics = json.load(open(os.path.join(COMMITTED, "metrics.json")))
+    spec = load_bundle(COMMITTED).spec
+    test = read_annotations(str(faces98), "test")
+    assert metrics["test_data"]["faces"] == len(test)
+    for fname, entry in metrics["models"].items():
+        got = kev.evaluate_model(os.path.join(COMMITTED, fname), test, spec)["metrics"]
+        # tolerance: thread-count and oneDNN re-association differences only (0.01 pp)
+        assert abs(got["nme"] - entry["test"]["nme"]) < 1e-4, fname
+        assert got["count"] == entry["test"]["count"]

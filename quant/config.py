@@ -54,6 +54,9 @@ class PtqConfig:
     pof2_sample: int = 20000
     # pof2: emulate the DPU's average pooling (window sum x k/2^n instead of 1/area)
     pof2_dpu_avgpool: bool = True
+    # pof2: cross-layer equalization steps first, as vai_q's PTQ does by default (include_cle=True,
+    # cle_steps=10): without it only 70 of 152 fix positions matched vai_q's (scripts/compare_vai_q.py)
+    pof2_cle_steps: int = 10
 
 
 @dataclass

@@ -6,22 +6,18 @@ names `flm eval` uses. A fake-quant Keras model (the "as the DPU would round it"
 emulation, which no runtime backend can load) is wrapped in `FakeQuantBackend`, a
 duck-typed backend, and scored by the very same runtime.evaluate.
 """
-import hashlib
 import os
 from typing import Any, Dict, Optional
 
 import numpy as np
 
 from keras_flm import evaluate as kev
+from runtime.bundle import file_digest
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, normalize_input
 
 
 def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 class FakeQuantBackend:

@@ -63,13 +63,18 @@ class Bundle:
                                % (path, got, os.path.join(self.root, META), want))
 
 
-def file_md5(path: str) -> str:
-    """md5 hex digest of a file (the sums meta.json records for bundles and releases)."""
-    h = hashlib.md5()
+def file_digest(path: str, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (md5: the sums meta.json records for bundles and
+    releases; sha256: quant.json's artifact fingerprints)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_md5(path: str) -> str:
+    return file_digest(path, "md5")
 
 
 def vitis_runtime_present() -> bool:

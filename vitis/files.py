@@ -5,7 +5,6 @@ directory (same filesystem, so the final step is an atomic rename) and moves the
 place only once everything succeeded; on any error the temporary directory is removed.
 """
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -18,13 +17,11 @@ from keras_flm.report_md import atomic_write_text
 TMP_PREFIX = ".flm-tmp-"
 
 
-def md5_file(path: str, chunk: int = 1 << 20) -> str:
+def md5_file(path: str) -> str:
     """Hex md5 of a file (what vai_c writes to md5sum.txt and the bundle records)."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    from runtime.bundle import file_md5
+
+    return file_md5(path)
 
 
 @contextlib.contextmanager

@@ -59,8 +59,12 @@ def test_run_video_jsonl_and_output(run_result):
     assert not [f for f in os.listdir(mp4.parent) if "partial" in f]
 
 
-def test_no_model_lists_what_to_pass(face_video, monkeypatch):
+def test_no_model_lists_what_to_pass(face_video, monkeypatch, tmp_path):
+    from runtime import release
+
     monkeypatch.delenv("FLM_DPU_MODEL", raising=False)
+    nowhere = [str(tmp_path / "no-release")]  # as on a machine without models/ (the release is the default)
+    monkeypatch.setattr(release, "release_candidates", lambda name=release.RELEASE_NAME: nowhere)
     r = CliRunner().invoke(cli, ["run", "--video", face_video[0], "--no-display"])
     assert r.exit_code == 2
     for what in ("no model given", "bundle", ".xmodel", ".onnx", ".tflite"):

@@ -11,9 +11,12 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+#: Prefix of scratch directories (scratch_dir); a crash may leave one behind, never a partial output.
+TMP_PREFIX = ".flm-tmp-"
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.json"
 
@@ -50,6 +53,40 @@ def locked(path: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: str) -> Iterator[str]:
+    """A temporary directory inside `parent`, removed on exit whatever happens."""
+    os.makedirs(parent, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_path(src: str, dst: str) -> None:
+    """Move `src` (file or directory) to `dst`, replacing what was there.
+
+    Files: one os.replace. Directories: the old one is first renamed aside, so `dst` is
+    at every moment either the complete old or the complete new directory.
+    """
+    if os.path.isdir(src):
+        old = None
+        if os.path.lexists(dst):
+            old = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=os.path.dirname(os.path.abspath(dst)))
+            os.rmdir(old)
+            os.rename(dst, old)
+        os.rename(src, dst)
+        if old is not None:
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.remove(old)
+    else:
+        os.replace(src, dst)
+
 
 
 # ---------------------------------------------------------------- metrics.json

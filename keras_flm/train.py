@@ -198,24 +198,24 @@ def load_init_weights(train_model, path: str) -> str:
     return h5
 
 
-def validation_nme(model, val: CropCache, batch_size: int) -> float:
-    """Mean inter-ocular NME of a (packed or landmark) model on the un-augmented validation crops."""
-    crops, gt = val.contract_crops()
-    pred = model.predict(normalize_input(crops), batch_size=batch_size, verbose=0)
+def landmark_nme(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean inter-ocular NME of packed (or landmark-only) predictions (N, >= 196) against (N, 98, 2)."""
     return float(np.mean(nme(pred[:, :196].reshape(-1, 98, 2), gt)))
 
 
-def calibrate_best_model(train_model, packed, cfg: RunConfig, run_dir: str, batches, val: CropCache,
-                         best: Optional[float]) -> Dict[str, Any]:
+def calibrate_best_model(train_model, packed, cfg: RunConfig, run_dir: str, batches,
+                         val: CropCache) -> Dict[str, Any]:
     """Precise BN statistics (keras_flm/bn_calibration.py) for the best model (train.h5): rewrite
     train.h5/fp32.h5 when validation NME improves. Returns what was measured."""
     from keras_flm.bn_calibration import recalibrate_bn
 
     t0 = time.time()
+    crops, gt = val.contract_crops()
+    x_val, bs = normalize_input(crops), cfg.train.val_batch_size
     train_model.load_weights(os.path.join(run_dir, TRAIN_H5))
-    before = validation_nme(packed, val, cfg.train.val_batch_size)
+    before = landmark_nme(packed.predict(x_val, batch_size=bs, verbose=0), gt)
     used = recalibrate_bn(train_model, batches, cfg.train.bn_calibration_steps)
-    after = validation_nme(packed, val, cfg.train.val_batch_size)
+    after = landmark_nme(packed.predict(x_val, batch_size=bs, verbose=0), gt)
     kept = after < before
     if kept:
         export_models(train_model, cfg, run_dir)
@@ -301,7 +301,7 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
             logs = logs if logs is not None else {}
             with EmaWeights(self.model):
                 pred = self.model.predict(x_val, batch_size=t.val_batch_size, verbose=0)
-                val_nme = float(np.mean(nme(pred[:, :196].reshape(-1, 98, 2), gt)))
+                val_nme = landmark_nme(pred, gt)
                 improved = val_nme < self.best
                 if improved:
                     export_models(train_model, cfg, run_dir)
@@ -451,9 +451,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     if t.bn_calibration_steps and (state.get("bn_calibration") or {}).get("epochs_done") != done:
         calib = make_dataset(train_c, t.batch_size, cfg.augment, cfg.crop, training=True, seed=t.seed + 1,
                              repeat=True, counts=counts)
-        state["bn_calibration"] = calibrate_best_model(train_model, packed, cfg, run_dir, calib, val_c,
-                                                       state.get("best_val_nme"))
-        state["bn_calibration"]["epochs_done"] = state.get("epochs_done")
+        state["bn_calibration"] = calibrate_best_model(train_model, packed, cfg, run_dir, calib, val_c)
+        state["bn_calibration"]["epochs_done"] = done
         state["best_val_nme"] = min(state["best_val_nme"], state["bn_calibration"]["val_nme_after"])
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True

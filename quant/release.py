@@ -18,7 +18,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from keras_flm import evaluate as kev
 from keras_flm.config import RunConfig
-from keras_flm.report_md import atomic_write_json, atomic_write_text, markdown_table, read_metrics
+from keras_flm.report_md import (
+    atomic_write_json,
+    atomic_write_text,
+    markdown_table,
+    read_metrics,
+    replace_path,
+    scratch_dir,
+)
 from runtime.bundle import FORMAT, FORMAT_VERSION, META, file_md5
 from runtime.landmarks import ATTRIBUTES
 from runtime.release import RELEASE_NAME
@@ -77,14 +84,25 @@ def _scores(result: Dict[str, Any]) -> Dict[str, Any]:
 
 def evaluate_release_models(root: str, spec: Any, test: Sequence[Any], val: Optional[Sequence[Any]],
                             log: Log = print) -> Dict[str, Dict[str, Any]]:
-    """{file: {precision, format, bytes, md5, test: scores, val_nme}} from the files in `root`."""
+    """{file: {precision, format, bytes, test: scores, val_nme}} from the files in `root` (each loaded
+    once for both splits; their md5 sums go to meta.json)."""
+    from runtime import evaluate as rev
+    from runtime.backends import BackendError, load_backend
+
     out = {}  # type: Dict[str, Dict[str, Any]]
     for fname, precision, fmt in MODEL_FILES:
         path = os.path.join(root, fname)
-        entry = {"precision": precision, "format": fmt, "bytes": os.path.getsize(path), "md5": file_md5(path)}
-        entry["test"] = _scores(kev.evaluate_model(path, test, spec))
-        if val:
-            entry["val_nme"] = kev.evaluate_model(path, val, spec)["metrics"]["nme"]
+        entry = {"precision": precision, "format": fmt, "bytes": os.path.getsize(path)}
+        try:
+            be = load_backend(path, spec=spec)
+        except BackendError as e:
+            raise ReleaseError(str(e)) from None
+        try:
+            entry["test"] = _scores(rev.evaluate(be, test, spec=spec))
+            if val:
+                entry["val_nme"] = rev.evaluate(be, val, spec=spec)["metrics"]["nme"]
+        finally:
+            be.close()
         log("  %-16s test NME %.3f %%%s" % (fname, 100 * entry["test"]["nme"],
                                            "" if not val else ", val NME %.3f %%" % (100 * entry["val_nme"])))
         out[fname] = entry
@@ -162,11 +180,7 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
         log("no validation numbers: %s" % e)
         val = None
     target = os.path.join(out_root, name)
-    os.makedirs(out_root, exist_ok=True)
-    tmp = os.path.join(out_root, ".%s.partial" % name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
+    with scratch_dir(out_root) as tmp:  # swapped in whole at the end; removed on any error
         for fname in [m[0] for m in MODEL_FILES] + ["config.json"] + list(EXTRA_FILES):
             src = os.path.join(run_dir, fname)
             if os.path.isfile(src):
@@ -186,19 +200,11 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
         files = {f: {"md5": file_md5(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
                  for f in sorted(os.listdir(tmp))}
         atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir))
-        total = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+        total = sum(r["bytes"] for r in files.values()) + os.path.getsize(os.path.join(tmp, META))
         if total > MAX_BYTES:
             raise ReleaseError("release would be %.1f MB, over the %.0f MB limit" % (total / 2 ** 20,
                                                                                   MAX_BYTES / 2 ** 20))
-        old = os.path.join(out_root, ".%s.old" % name)
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.isdir(target):
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        replace_path(tmp, target)
     log("wrote %s (%.2f MB)" % (target, total / 2 ** 20))
     return target
 

@@ -13,18 +13,19 @@ Where a release is found, first hit wins:
   3. an installed copy: <sys.prefix>/share/flm/release (`pip install .` on the board; pyproject's
      data-files put the one release there).
 
-numpy-free, TensorFlow-free, Python 3.8 syntax: the board imports this.
+TensorFlow-free, Python 3.8 syntax: the board imports this.
 """
 import os
 import sys
 from typing import List, Optional
+
+from runtime.bundle import is_bundle, vitis_runtime_present
 
 #: The released model's directory name (one release at a time; it is replaced, not added to).
 RELEASE_NAME = "pfld98_w1"
 #: Where the release sits in the source tree.
 MODELS_DIR = "models"
 BUNDLE_SUBDIR = "bundle"
-META = "meta.json"
 
 
 def release_candidates(name: str = RELEASE_NAME) -> List[str]:
@@ -40,9 +41,9 @@ def release_candidates(name: str = RELEASE_NAME) -> List[str]:
 
 
 def find_release(name: str = RELEASE_NAME) -> Optional[str]:
-    """The first release directory (one holding meta.json), or None."""
+    """The first release directory (a bundle: one holding meta.json), or None."""
     for path in release_candidates(name):
-        if os.path.isfile(os.path.join(path, META)):
+        if is_bundle(path):
             return path
     return None
 
@@ -51,12 +52,10 @@ def default_model(name: str = RELEASE_NAME) -> Optional[str]:
     """The model `flm-dpu` runs without --model: on a board (VART importable) the release's
     compiled bundle if there is one, else the release itself (its INT8 ONNX/TFLite on a host);
     None when no release is installed."""
-    from runtime.bundle import vitis_runtime_present
-
     root = find_release(name)
     if root is None:
         return None
     bundle = os.path.join(root, BUNDLE_SUBDIR)
-    if os.path.isfile(os.path.join(bundle, META)) and vitis_runtime_present():
+    if is_bundle(bundle) and vitis_runtime_present():
         return bundle
     return root

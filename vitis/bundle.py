@@ -57,11 +57,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from runtime.bundle import FORMAT, FORMAT_VERSION  # one definition of the bundle format
 from vitis.config import BUNDLE_DIR, FINGERPRINTS, VITIS_DIR
 from vitis.files import md5_file, read_json, replace_path, scratch_dir, write_json
 
-FORMAT = "flm-bundle"
-FORMAT_VERSION = 1
 META = "meta.json"
 HOST_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 #: Host model preference after the xmodel's own mode.

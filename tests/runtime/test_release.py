@@ -74,11 +74,9 @@ def test_no_model_runs_the_release_and_says_so(monkeypatch, tmp_path, images):
 def test_a_compiled_bundle_wins_only_where_vart_runs(monkeypatch, tmp_path):
     rel = make_release(tmp_path / "rel", with_bundle=True)
     monkeypatch.setenv("FLM_RELEASE_DIR", str(rel))
-    import runtime.bundle as rb
-
-    monkeypatch.setattr(rb, "vitis_runtime_present", lambda: False)
+    monkeypatch.setattr(release, "vitis_runtime_present", lambda: False)
     assert release.default_model() == str(rel)  # host: the INT8 ONNX of the release
-    monkeypatch.setattr(rb, "vitis_runtime_present", lambda: True)
+    monkeypatch.setattr(release, "vitis_runtime_present", lambda: True)
     assert release.default_model() == str(rel / release.BUNDLE_SUBDIR)  # board: its xmodel bundle
 
 

@@ -82,6 +82,10 @@ AUGMENT_PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
+# landmark terms the PFLD loss can use (keras_flm/loss.py)
+LANDMARK_LOSSES = ("l2", "wing")
+
+
 def augment_preset(name: str) -> AugmentConfig:
     """The AugmentConfig of a named preset (ValueError naming the choices otherwise)."""
     if name not in AUGMENT_PRESETS:
@@ -120,6 +124,8 @@ class TrainConfig:
     # after training, re-estimate the best model's BN statistics on this many training batches
     # (keras_flm/bn_calibration.py); kept only if validation NME improves. 0 = off.
     bn_calibration_steps: int = 50
+    # landmark term of the loss (keras_flm/loss.py LANDMARK_LOSSES): "l2" as published, or "wing"
+    landmark_loss: str = "l2"
 
 
 @dataclass

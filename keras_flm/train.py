@@ -32,7 +32,7 @@ from keras_flm.config import RunConfig
 from keras_flm.data.cache import CropCache, build_cache
 from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets
 from keras_flm.keras_compat import get_keras
-from keras_flm.loss import make_pfld_loss
+from keras_flm.loss import run_loss
 from keras_flm.model import build_training_model, inference_model
 from runtime.metrics import nme
 from runtime.preprocess import normalize_input
@@ -259,7 +259,7 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
     crops, gt = val.contract_crops()
     x_val = normalize_input(crops)
     y_val = pack_targets(tf.constant(gt), tf.constant(val.euler), tf.constant(val.attributes, tf.float32))
-    loss_fn = make_pfld_loss(t.pose_weighting, t.attribute_weighting)
+    loss_fn = run_loss(cfg)
     budget_s = t.time_budget_min * 60.0 if t.time_budget_min else None
 
     class TrainingMonitor(keras.callbacks.Callback):
@@ -427,7 +427,7 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         if t.init and not resume:
             print("starting from the weights of %s" % load_init_weights(train_model, t.init), flush=True)
         packed.compile(optimizer=make_optimizer(cfg),
-                       loss=make_pfld_loss(t.pose_weighting, t.attribute_weighting))
+                       loss=run_loss(cfg))
 
     callbacks = [
         make_monitor_callback(val_c, train_model, cfg, run_dir, resume, steps,

@@ -70,7 +70,7 @@ def float_folded_model(qmodel, float_folded):
 def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[str, Any]:
     """Fine-tune the fake-quant training model in place; returns the history (val NME per epoch)."""
     from keras_flm.data.pipeline import make_dataset
-    from keras_flm.loss import make_pfld_loss
+    from keras_flm.loss import run_loss
 
     keras = get_keras()
     spec: CropSpec = cfg.crop
@@ -90,7 +90,7 @@ def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[s
     total = max(1, qcfg.epochs * steps)
     schedule = keras.optimizers.schedules.CosineDecay(qcfg.lr, total, alpha=qcfg.lr_min / qcfg.lr)
     packed.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=cfg.train.clipnorm),
-                   loss=make_pfld_loss(cfg.train.pose_weighting, cfg.train.attribute_weighting))
+                   loss=run_loss(cfg))
     ds = make_dataset(train_c, qcfg.batch_size, cfg.augment, spec, training=True, seed=qcfg.seed, repeat=True)
 
     history = {"val_nme": [val_nme()], "loss": [None], "epoch_s": [0.0]}

@@ -328,7 +328,7 @@ def _run_qat(vq: Any, keras: Any, run_dir: str, run_cfg: Any, source: str, calib
              target: Optional[str], data_root: Optional[str]) -> Dict[str, Any]:
     """QAT data (the training pipeline's augmented crops), loss and schedule, then the driver."""
     from keras_flm.data.pipeline import NO_AUGMENT, make_dataset
-    from keras_flm.loss import make_pfld_loss
+    from keras_flm.loss import run_loss
     from keras_flm.train import load_data
     from vitis.calibration import data_root_of
     from vitis.quantize import qat
@@ -349,7 +349,7 @@ def _run_qat(vq: Any, keras: Any, run_dir: str, run_cfg: Any, source: str, calib
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.qat_lr, decay_steps=max(1, cfg.qat_epochs * n_steps),
         alpha=cfg.qat_lr_min / cfg.qat_lr)
-    loss = make_pfld_loss(run_cfg.train.pose_weighting, run_cfg.train.attribute_weighting)
+    loss = run_loss(run_cfg)
     return qat(vq, keras, _load_keras_model(source), calib_x, train_ds, val_ds, loss, cfg, target,
                optimizer=keras.optimizers.Adam(schedule), steps_per_epoch=steps)
 

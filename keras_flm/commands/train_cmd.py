@@ -3,7 +3,7 @@ import os
 
 import click
 
-from keras_flm.config import AUGMENT_PRESETS
+from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
 
 
 @click.command("train")
@@ -13,6 +13,9 @@ from keras_flm.config import AUGMENT_PRESETS
               help="Run directory, e.g. runs/NAME.")
 @click.option("--width", type=float, default=None, help="Width multiplier (default 1.0).")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]), default=None)
+@click.option("--bn-momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="BatchNorm moving-average momentum (default 0.9, PyTorch's 0.1); 0.99 gives steadier "
+                   "statistics on long full-size runs.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epoch cap (default 100).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch (default 64).")
 @click.option("--lr", type=float, default=None, help="Initial learning rate (cosine to lr_min).")
@@ -39,11 +42,14 @@ from keras_flm.config import AUGMENT_PRESETS
                    "so far early on that val NME read 23 % where the raw weights had 12 %.")
 @click.option("--init", "init", type=click.Path(exists=True), default=None,
               help="Start from these weights: a release (models/NAME), a run directory or an .h5.")
+@click.option("--loss", "landmark_loss", type=click.Choice(list(LANDMARK_LOSSES)), default=None,
+              help="Landmark term of the PFLD loss: l2 (default, as published) or wing (Wing loss, w=10 px, "
+                   "eps=2 px: L1-like, fits NME's mean distance better than squared error).")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
-def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patience, max_images,
-          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema, init, resume,
-          overwrite) -> None:
+def train(data_root, run_dir, width, activation, bn_momentum, epochs, batch_size, lr, patience, max_images,
+          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema, init,
+          landmark_loss, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -57,8 +63,9 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
         if not os.path.isfile(cfg_path):
             raise click.ClickException("cannot resume: %s not found" % cfg_path)
         cfg = RunConfig.load(cfg_path)
-        fixed = {"width": width, "activation": activation, "batch_size": batch_size, "max_images": max_images,
-                 "seed": seed, "augment": augment, "oversample": oversample or None, "ema": ema, "init": init}
+        fixed = {"width": width, "activation": activation, "bn_momentum": bn_momentum,
+                 "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
+                 "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
@@ -69,10 +76,10 @@ def train(data_root, run_dir, width, activation, epochs, batch_size, lr, patienc
     if not data_root:
         raise click.UsageError("--data is required")
     try:
-        override(cfg.model, width=width, activation=activation)
+        override(cfg.model, width=width, activation=activation, bn_momentum=bn_momentum)
         override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
-                 time_budget_min=time_budget_min, ema=ema, init=init,
+                 time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
                  oversample=_parse_oversample(oversample) if oversample else None)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:

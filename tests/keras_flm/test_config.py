@@ -47,3 +47,13 @@ def test_cli_lists_presets_and_refuses_changing_them_on_resume(tmp_path):
     RunConfig().save(str(run / "config.json"))
     res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", "--augment", "light"])
     assert res.exit_code != 0 and "augment" in res.output
+
+
+@pytest.mark.parametrize("flag,value,key", [("--loss", "wing", "loss"),
+                                            ("--bn-momentum", "0.99", "bn_momentum")])
+def test_resume_refuses_changing_loss_or_bn_momentum(tmp_path, flag, value, key):
+    run = tmp_path / "run"
+    run.mkdir()
+    RunConfig().save(str(run / "config.json"))
+    res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", flag, value])
+    assert res.exit_code != 0 and key in res.output

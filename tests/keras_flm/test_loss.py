@@ -72,3 +72,51 @@ def test_gradient_reaches_both_heads():
         loss = tf.reduce_mean(make_pfld_loss()(yt, yp))
     g = tape.gradient(loss, yp).numpy()
     assert np.abs(g[:, :LANDMARK_DIMS]).sum() > 0 and np.abs(g[:, LANDMARK_DIMS:]).sum() > 0
+
+
+def test_wing_term_follows_the_published_formula_in_crop_pixels():
+    from keras_flm.loss import WING_EPS_PX, WING_W_PX
+
+    size = 112
+    for err_px in (0.5, 2.0, 9.99, 10.01, 30.0):
+        yt, yp = _batch(n=2, err=err_px / size)
+        got = _loss(yt, yp, pose_weighting=False, attribute_weighting=False, landmark_loss="wing",
+                    crop_size=size)
+        if err_px < WING_W_PX:
+            per = WING_W_PX * np.log1p(err_px / WING_EPS_PX)
+        else:
+            per = err_px - (WING_W_PX - WING_W_PX * np.log1p(WING_W_PX / WING_EPS_PX))
+        np.testing.assert_allclose(got, LANDMARK_DIMS * per / size, rtol=1e-4)
+    # continuous at w, and linear (not quadratic) beyond it: an outlier face weighs less than under L2
+    lo = _loss(*_batch(err=9.999 / size), landmark_loss="wing", crop_size=size)
+    hi = _loss(*_batch(err=10.001 / size), landmark_loss="wing", crop_size=size)
+    np.testing.assert_allclose(lo, hi, rtol=1e-3)
+    ratio_wing = _loss(*_batch(err=40 / size), landmark_loss="wing") / _loss(*_batch(err=20 / size),
+                                                                             landmark_loss="wing")
+    assert 1.5 < ratio_wing.mean() < 2.0  # L2 gives 4
+
+
+def test_wing_keeps_attribute_and_pose_weights():
+    attrs = np.zeros((4, 6), np.float32)
+    attrs[0, 0] = 1.0  # pose on one face of four: weight 1 + 1 / 0.25 = 5
+    yt, yp = _batch(err=0.01, theta=0.3, attrs=attrs)
+    full = _loss(yt, yp, landmark_loss="wing")
+    bare = _loss(yt, yp, pose_weighting=False, attribute_weighting=False, landmark_loss="wing")
+    pose = 1.0 + 3 * (1.0 - np.cos(0.3))
+    np.testing.assert_allclose(full, bare * pose * np.array([5.0, 1, 1, 1]), rtol=1e-4)
+
+
+def test_unknown_landmark_loss_is_refused():
+    with pytest.raises(ValueError, match="landmark_loss must be one of l2, wing, got 'l1'"):
+        make_pfld_loss(landmark_loss="l1")
+
+
+def test_run_loss_follows_the_run_config():
+    from keras_flm.config import RunConfig
+    from keras_flm.loss import run_loss
+
+    cfg = RunConfig()
+    yt, yp = _batch(err=0.02)
+    np.testing.assert_allclose(run_loss(cfg)(yt, yp).numpy(), _loss(yt, yp))
+    cfg.train.landmark_loss = "wing"
+    np.testing.assert_allclose(run_loss(cfg)(yt, yp).numpy(), _loss(yt, yp, landmark_loss="wing"))

@@ -168,7 +168,7 @@ def test_time_budget_stops_training(faces98, tmp_path):
 @pytest.mark.slow
 def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, faces98, tmp_path):
     """--init loads a run's weights (by layer name); with a vanishing LR the new run's fp32.h5 keeps
-    them, so the EMA swap and oversampled epochs changed nothing they should not."""
+    them, so the EMA swap, oversampled epochs, wing loss and BN momentum changed nothing they should not."""
     from keras_flm.keras_compat import get_keras
 
     keras = get_keras()
@@ -176,14 +176,18 @@ def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, face
     run = str(tmp_path / "init")
     args = ["train", "--data", str(faces98), "--run", run, "--width", "0.25", "--max-images", "72",
             "--batch-size", "16", "--epochs", "1", "--lr", "1e-12", "--init", src, "--ema", "0.9",
-            "--oversample", "pose=2", "--oversample", "lfw/=2", "--augment", "wild", "--cache-dir", cache]
+            "--oversample", "pose=2", "--oversample", "lfw/=2", "--augment", "wild", "--cache-dir", cache,
+            "--loss", "wing", "--bn-momentum", "0.99"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "starting from the weights of %s" % os.path.join(src, "train.h5") in res.output
     cfg = RunConfig.load(os.path.join(run, "config.json"))
     assert cfg.train.init == src and cfg.train.ema == 0.9 and cfg.train.oversample == {"pose": 2, "lfw/": 2}
+    assert cfg.train.landmark_loss == "wing" and cfg.model.bn_momentum == 0.99
     a = keras.models.load_model(os.path.join(src, "fp32.h5"), compile=False)
     b = keras.models.load_model(os.path.join(run, "fp32.h5"), compile=False)
+    bns = [la for la in b.layers if la.__class__.__name__ == "BatchNormalization"]
+    assert bns and all(la.momentum == 0.99 for la in bns)
     # the cosine LR runs from --lr to lr_min (1e-5): Adam moves a weight by <= ~LR per step, 4 steps here
     convs = [la for la in a.layers if la.__class__.__name__ in ("Conv2D", "DepthwiseConv2D")]
     moved = [np.abs(wa - wb).max() for la in convs

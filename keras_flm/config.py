@@ -159,8 +159,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str) -> "RunConfig":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        from keras_flm.report_md import read_json
+
+        return cls.from_dict(read_json(path))
 
 
 def override(obj: Any, **kwargs: Any) -> Tuple[str, ...]:

@@ -39,6 +39,22 @@ def atomic_write_text(path: str, text: str) -> None:
         raise
 
 
+_REQUIRED = object()
+
+
+def read_json(path: str, default: Any = _REQUIRED) -> Any:
+    """The one reader of the JSON files flm writes (run files, releases, bundles): `default` when
+    the file is absent (FileNotFoundError without one), ValueError naming file and line when it
+    is not JSON, so every command reports a damaged file the same way."""
+    if default is not _REQUIRED and not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
+
+
 def atomic_write_json(path: str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
@@ -94,13 +110,7 @@ def replace_path(src: str, dst: str) -> None:
 def read_metrics(run_dir: str) -> Dict[str, Dict[str, Any]]:
     """metrics.json as {artifact: entry}; {} when absent. Raises ValueError if it is not such a dict."""
     path = os.path.join(run_dir, METRICS_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
+    data = read_json(path, {})
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError("%s must hold a JSON object {artifact: {...}}" % path)
     return data

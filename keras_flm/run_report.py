@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from keras_flm.config import RunConfig
 from keras_flm.report_md import markdown_table, update_report_section
-from keras_flm.train import CONFIG_JSON, LOG_CSV, read_state
+from keras_flm.run_files import CONFIG_JSON, LOG_CSV, read_state
 
 RUN_SECTION = "Run: config, data, training"
 DMS_SECTION = "DMS demo"

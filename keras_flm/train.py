@@ -16,7 +16,6 @@ improvement, so a run killed at any point leaves usable models.
 Scale: the model, optimizer and loss are built inside a tf.distribute strategy scope;
 batch sizes are global and Keras distributes the dataset. Mixed precision only with a GPU.
 """
-import json
 import logging
 import math
 import os
@@ -34,18 +33,13 @@ from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_target
 from keras_flm.keras_compat import get_keras
 from keras_flm.loss import run_loss
 from keras_flm.model import build_training_model, inference_model
+from keras_flm.run_files import CHECKPOINTS, CONFIG_JSON, FP32_H5, LOG_CSV, TRAIN_H5, read_state, write_state
 from runtime.metrics import nme
 from runtime.preprocess import normalize_input
 from runtime.wflw import attribute_shares, read_annotations, split_train_val, subset
 
 log = logging.getLogger(__name__)
 
-CONFIG_JSON = "config.json"
-STATE_JSON = "train_state.json"
-FP32_H5 = "fp32.h5"
-TRAIN_H5 = "train.h5"
-LOG_CSV = "log.csv"
-CHECKPOINTS = "checkpoints"
 
 
 class RunDirError(ValueError):
@@ -225,21 +219,6 @@ def calibrate_best_model(train_model, packed, cfg: RunConfig, run_dir: str, batc
             "seconds": time.time() - t0}
 
 
-def read_state(run_dir: str) -> Dict[str, Any]:
-    path = os.path.join(run_dir, STATE_JSON)
-    if os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f)
-    return {}
-
-
-def _write_json(path: str, data: Dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: str, resume: bool,
                           steps_per_epoch: int, log_every: int = 0):
     """One Keras callback for the epoch-level control of a run:
@@ -322,7 +301,7 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
                 if self.elapsed() + sum(recent) / len(recent) > budget_s:
                     self.model.stop_training = True
                     self.stop_reason = "time budget (%.0f min)" % t.time_budget_min
-            _write_json(os.path.join(run_dir, STATE_JSON), {
+            write_state(run_dir, {
                 "epochs_done": epoch + 1, "best_val_nme": self.best, "best_epoch": self.best_epoch,
                 "wait": self.wait, "early_stopped": bool(self.model.stop_training),
                 "stop_reason": self.stop_reason, "train_seconds": self.elapsed(),
@@ -456,7 +435,7 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         state["best_val_nme"] = min(state["best_val_nme"], state["bn_calibration"]["val_nme_after"])
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True
-    _write_json(os.path.join(run_dir, STATE_JSON), state)
+    write_state(run_dir, state)
     try:
         from keras_flm.run_report import write_run_sections
 

@@ -158,8 +158,8 @@ def report(run_dir, evaluate, compare, split, video, jsonl) -> None:
     from keras_flm.run_report import write_run_sections
     from quant.report import write_report
 
-    path = write_report(run_dir, evaluate=evaluate, compare=list(compare), log=_echo, split=split)
     try:
+        path = write_report(run_dir, evaluate=evaluate, compare=list(compare), log=_echo, split=split)
         for title in write_run_sections(run_dir, video, jsonl):
             _echo("wrote the %r section of %s" % (title, path))
     except ValueError as e:

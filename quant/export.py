@@ -59,19 +59,6 @@ def onnx_model(model, opset: int, spec: CropSpec = DEFAULT_SPEC):
     return proto
 
 
-def save_onnx(proto, path: str, shorten: bool = True) -> str:
-    """Check and write an ONNX model atomically (tensor names shortened: quant.onnx_qdq)."""
-    import onnx
-
-    from quant.files import write_with
-    from quant.onnx_qdq import shorten_names
-
-    if shorten:
-        proto = shorten_names(proto)
-    onnx.checker.check_model(proto)
-    return write_with(path, lambda tmp: onnx.save(proto, tmp))
-
-
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)

@@ -84,7 +84,8 @@ def export_tflite(run_dir: str, xcfg: ExportConfig, log: Log = print, crops=None
 
 
 def export_onnx(run_dir: str, xcfg: ExportConfig, log: Log = print, crops=None) -> Dict[str, Any]:
-    from quant.export import keras_predict, onnx_model, save_onnx
+    from quant.export import keras_predict, onnx_model
+    from quant.onnx_save import save_onnx
 
     cfg = R.load_config(run_dir)
     model = load_keras(R.fp32_path(run_dir))

@@ -62,36 +62,9 @@ def from_tflite(path: str, opset: int, input_name: str = "image", output_name: s
     return proto
 
 
-def shorten_names(proto):
-    """Replace tf2onnx's long ';'-joined tensor and node names by short ones (graph I/O kept).
-
-    They are pure metadata, yet on this model they weigh more than the int8 weights'
-    scales and biases together (~150 KB at width 0.25)."""
-    g = proto.graph
-    keep = {v.name for v in list(g.input) + list(g.output)}
-    names: Dict[str, str] = {}
-
-    def short(name: str, prefix: str) -> str:
-        if not name or name in keep:
-            return name
-        if name not in names:
-            names[name] = "%s%d" % (prefix, len(names))
-        return names[name]
-
-    for t in g.initializer:
-        t.name = short(t.name, "c")
-    for i, n in enumerate(g.node):
-        n.input[:] = [short(x, "t") for x in n.input]
-        n.output[:] = [short(x, "t") for x in n.output]
-        n.name = "%s_%d" % (n.op_type, i)
-    for v in g.value_info:
-        v.name = short(v.name, "t")
-    return proto
-
-
 def int8_onnx(tflite_path: str, onnx_path: str, opset: int) -> str:
     """TFLite INT8 file -> U8U8 QDQ ONNX file with short names (checked, written atomically)."""
-    from quant.export import save_onnx
+    from quant.onnx_save import save_onnx
 
     return save_onnx(to_uint8(from_tflite(tflite_path, opset)), onnx_path)
 

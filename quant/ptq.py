@@ -108,7 +108,7 @@ def ort_static(fp32_onnx: str, out_path: str, crops: np.ndarray, spec: CropSpec 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from quant.export import save_onnx
+    from quant.onnx_save import save_onnx
 
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out_path))) as tmp:
         pre, quantized = os.path.join(tmp, "pre.onnx"), os.path.join(tmp, "q.onnx")

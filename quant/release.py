@@ -145,7 +145,7 @@ def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
 
 
 def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
-    from keras_flm.train import read_state
+    from keras_flm.run_files import read_state
 
     st = read_state(run_dir)
     keep = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")

@@ -64,7 +64,7 @@ def collect(run_dir: str, evaluate: bool = True, log: Callable[[str], Any] = pri
 
     cfg = R.load_config(run_dir)
     metrics = read_metrics(run_dir)
-    quant = R.read_json(run_dir, R.QUANT_FILE)
+    quant = R.read_run_json(run_dir, R.QUANT_FILE)
     label = _label(run_dir)
     rows = []
     fp32_nme = None
@@ -168,7 +168,7 @@ def plot(rows: List[Dict[str, Any]], path: str, split: str = "test") -> Optional
 
 
 def _notes(rows: List[Dict[str, Any]], run_dir: str) -> str:
-    parity = R.read_json(run_dir, R.PARITY_FILE)
+    parity = R.read_run_json(run_dir, R.PARITY_FILE)
     lines = []
     for r in rows:
         s = r["settings"]

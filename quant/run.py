@@ -12,7 +12,7 @@ from typing import Any, Dict
 import click
 
 from keras_flm.config import RunConfig
-from keras_flm.report_md import atomic_write_json, locked
+from keras_flm.report_md import atomic_write_json, locked, read_json
 
 CONFIG_FILE = "config.json"
 FP32_H5 = "fp32.h5"
@@ -75,18 +75,12 @@ def artifact_key(filename: str) -> str:
 
 
 def _update(run_dir: str, filename: str, key: str, entry: Dict[str, Any]) -> Dict[str, Any]:
-    import json
-
     path = os.path.join(run_dir, filename)
     with locked(path):
-        data: Dict[str, Any] = {}
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise click.ClickException("%s is not valid JSON (line %d): %s"
-                                           % (path, e.lineno, e.msg)) from None
+        try:
+            data: Dict[str, Any] = read_json(path, {})
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
         data[key] = entry
         atomic_write_json(path, data)
     return data
@@ -101,15 +95,6 @@ def record_parity(run_dir: str, key: str, entry: Dict[str, Any]) -> Dict[str, An
     return _update(run_dir, PARITY_FILE, key, entry)
 
 
-def read_json(run_dir: str, filename: str) -> Dict[str, Any]:
-    import json
-
-    path = os.path.join(run_dir, filename)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise click.ClickException("%s is not valid JSON (line %d): %s"
-                                           % (path, e.lineno, e.msg)) from None
+def read_run_json(run_dir: str, filename: str) -> Dict[str, Any]:
+    """RUN/filename ({} when absent; ValueError naming file and line when damaged)."""
+    return read_json(os.path.join(run_dir, filename), {})

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from keras_flm.report_md import TMP_PREFIX, atomic_write_text, replace_path, scratch_dir  # noqa: F401
+from keras_flm.report_md import TMP_PREFIX, atomic_write_text, read_json, replace_path, scratch_dir  # noqa: F401
 
 
 def md5_file(path: str) -> str:
@@ -26,12 +26,3 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def read_json(path: str) -> Any:
-    """Load a JSON file, naming the file in the error when it is not valid JSON."""
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except ValueError as e:
-            raise ValueError("%s is not valid JSON: %s" % (path, e)) from e

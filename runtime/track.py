@@ -15,13 +15,21 @@ and the detector runs only when
   runs happen on a background thread (a Haar pass costs several model inferences) and are
   merged `detect_lag` frames later, so the per-frame path never waits for the detector.
 
-A single detector miss never ends a healthy track (detectors blink; landmarks do not).
+A single detector miss never ends a healthy track (detectors blink; landmarks do not). A full-frame
+detector also misses real faces it could see up close (profile, rolled, low contrast), so when a
+detector run does not see a track and the detector has a `confirm(frame, box, roll)` method
+(`HaarDetector`), the run also asks it about that track's own box, turned upright by the roll of
+its landmarks: a track confirmed there counts as seen. Only tracks that neither sees
+`max_unconfirmed` runs in a row are dropped (ghosts on background, or a face the detector cannot see
+at all). Detections of the detector's fallback passes (`Detection.kind` "profile", "rotated":
+rougher boxes, more false hits) confirm a track but move it only when `confirm` does not see its
+face in the track's box, and do not displace a track; frontal detections do as before.
 """
 import itertools
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -94,6 +102,35 @@ def anchor_size(box: Box, ref: float, factor: float) -> Box:
     return cx - hw, cy - hh, cx + hw, cy + hh
 
 
+def roll_degrees(points: Optional[np.ndarray]) -> float:
+    """In-plane rotation of a face from its (98, 2) landmarks: the angle of the line from the
+    centre of eye points 60-67 to that of 68-75, in degrees, image y down (positive: clockwise).
+    0 for other layouts or no landmarks."""
+    if points is None or len(points) != 98 or not np.all(np.isfinite(points)):
+        return 0.0
+    a, b = points[60:68].mean(0), points[68:76].mean(0)
+    return float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
+
+
+#: (track id, box, roll in degrees) of a track a detector run may confirm
+Roi = Tuple[int, Box, float]
+
+
+def detect_and_confirm(detector: Detector, frame: np.ndarray, rois: Sequence[Roi],
+                       match_iou: float) -> Tuple[List[Detection], Set[int]]:
+    """Detections in the frame, and the ids of the tracks (`rois`) no frontal detection matches but
+    the detector's `confirm(frame, box, roll)` (when it has one) sees a face in."""
+    dets = detector(frame)
+    confirm = getattr(detector, "confirm", None)
+    confirmed = set()  # type: Set[int]
+    if callable(confirm):
+        for tid, box, roll in rois:
+            seen = any(iou(box, d.box) >= match_iou for d in dets if d.kind == "frontal")
+            if not seen and confirm(frame, box, roll):
+                confirmed.add(tid)
+    return dets, confirmed
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -141,14 +178,17 @@ class BackgroundDetector:
     detections (no track / track lost) wait for a running job first, so the detector
     object is never used by two threads at once."""
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: Detector, match_iou: float = 0.3) -> None:
         self.detector = detector
+        self.match_iou = match_iou
+        self._rois = []  # type: List[Roi]
         self._buf = None  # type: Optional[np.ndarray]
         self._job = threading.Event()
         self._done = threading.Event()
         self._done.set()
         self.index = None  # type: Optional[int]  # frame index of the pending/finished job
         self.result = None  # type: Optional[List[Detection]]
+        self.confirmed = set()  # type: Set[int]
         self.error = None  # type: Optional[BaseException]
         self.seconds = 0.0  # wall time of the last job
         self._closed = False
@@ -159,12 +199,15 @@ class BackgroundDetector:
     def pending(self) -> bool:
         return self.index is not None
 
-    def submit(self, frame: np.ndarray, index: int) -> None:
+    def submit(self, frame: np.ndarray, index: int, rois: Sequence[Roi] = ()) -> None:
+        """Detect in a copy of `frame`, and try to confirm the tracks `rois` it does not see."""
         self.wait()
         if self._buf is None or self._buf.shape != frame.shape:
             self._buf = np.empty_like(frame)
         np.copyto(self._buf, frame)
+        self._rois = list(rois)
         self.index, self.result, self.error = index, None, None
+        self.confirmed = set()
         self._done.clear()
         self._job.set()
 
@@ -174,14 +217,15 @@ class BackgroundDetector:
     def wait(self) -> None:
         self._done.wait()
 
-    def take(self) -> Tuple[int, List[Detection]]:
-        """(frame index, detections) of the finished job; re-raises a detector error."""
+    def take(self) -> Tuple[int, List[Detection], Set[int]]:
+        """(frame index, detections, confirmed track ids) of the finished job; re-raises a
+        detector error."""
         self.wait()
-        index, dets, err = self.index, self.result or [], self.error
-        self.index, self.result, self.error = None, None, None
+        index, dets, confirmed, err = self.index, self.result or [], self.confirmed, self.error
+        self.index, self.result, self.error, self.confirmed = None, None, None, set()
         if err is not None:
             raise err
-        return int(index), dets  # type: ignore[arg-type]
+        return int(index), dets, confirmed  # type: ignore[arg-type]
 
     def _loop(self) -> None:
         while True:
@@ -191,7 +235,8 @@ class BackgroundDetector:
                 return
             t0 = time.perf_counter()
             try:
-                self.result = self.detector(self._buf)  # type: ignore[arg-type]
+                self.result, self.confirmed = detect_and_confirm(
+                    self.detector, self._buf, self._rois, self.match_iou)  # type: ignore[arg-type]
             except BaseException as e:  # noqa: B902 - handed to the tracker's thread
                 self.error = e
             self.seconds = time.perf_counter() - t0
@@ -216,7 +261,7 @@ class FaceTracker:
         self.tracks = []  # type: List[Track]
         self.last_detect = None  # type: Optional[int]
         self.detections = 0  # detector runs so far (foreground + background)
-        self.background = BackgroundDetector(detector) if config.background_detect else None
+        self.background = BackgroundDetector(detector, config.match_iou) if config.background_detect else None
         self.ran_detector = False  # whether the last plan() ran the detector in the foreground
         self.merged_background = False  # whether the last plan() merged a background result
 
@@ -235,33 +280,43 @@ class FaceTracker:
         if bg is not None and bg.pending:
             lag = self.config.detect_lag
             if bg.ready() if lag is None else index >= bg.index + lag:  # type: ignore[operator]
-                done_at, dets = bg.take()
-                self._merge(dets, done_at)
+                done_at, dets, confirmed = bg.take()
+                self._merge(dets, done_at, confirmed)
                 self.merged_background = True
         if self.needs_detection(index):
             if bg is not None and bg.pending:
                 bg.take()  # stale now: a fresh foreground pass follows
             self.ran_detector = True
-            self._merge(self.detector(frame), index)
+            self._detect_now(frame, index)
         elif self.periodic_due(index) and not (bg is not None and bg.pending):
             if bg is not None:
-                bg.submit(frame, index)
+                bg.submit(frame, index, self._rois())
                 self.last_detect = index
             else:
                 self.ran_detector = True
-                self._merge(self.detector(frame), index)
+                self._detect_now(frame, index)
         return list(self.tracks)
+
+    def _detect_now(self, frame: np.ndarray, index: int) -> None:
+        dets, confirmed = detect_and_confirm(self.detector, frame, self._rois(), self.config.match_iou)
+        self._merge(dets, index, confirmed)
+
+    def _rois(self) -> List[Roi]:
+        """The healthy tracks' boxes a detector run may confirm (their faces at this frame)."""
+        return [(t.id, t.box, roll_degrees(t.landmarks)) for t in self.tracks
+                if not t.lost and t.source == "track" and t.landmarks is not None]
 
     def close(self) -> None:
         if self.background is not None:
             self.background.close()
 
-    def _merge(self, dets: List[Detection], index: int) -> None:
+    def _merge(self, dets: List[Detection], index: int, confirmed: Set[int] = frozenset()) -> None:
         self.last_detect = index
         self.detections += 1
         free = list(dets)
         matched = []  # type: List[Track]
         unseen = []  # type: List[Track]
+        close = []  # type: List[Track]  # confirmed in their own box only
         # healthy tracks pick their detection first, so a lost track cannot steal it
         for tr in sorted(self.tracks, key=lambda t: t.lost):
             best, best_iou = None, self.config.match_iou
@@ -272,26 +327,46 @@ class FaceTracker:
             if best is not None:
                 free.remove(best)
                 tr.unconfirmed = 0
-                tr.ref_size = _side(best.box)
-                if tr.lost or best_iou < self.config.reanchor_iou:  # lost or drifted: re-anchor
-                    tr.box, tr.source, tr.lost = best.box, "detect", False
+                # a fallback detection (profile, rotated: rougher boxes, more false hits) confirms a
+                # healthy track, and moves it only when confirm() does not see a face in the track's
+                # own box (it drifted); it can re-anchor a lost one
+                if tr.lost or best.kind == "frontal" or tr.id not in confirmed:
+                    tr.ref_size = _side(best.box)
+                    if tr.lost or best_iou < self.config.reanchor_iou:  # lost or drifted: re-anchor
+                        tr.box, tr.source, tr.lost = best.box, "detect", False
                 matched.append(tr)
+            elif not tr.lost and tr.id in confirmed:
+                # the detector missed it in the frame but sees a face in the track's own box
+                tr.unconfirmed = 0
+                close.append(tr)
             elif not tr.lost:
                 # a detector miss does not end a healthy track; many in a row do (a ghost
                 # track on background that a landmark model keeps calling a face)
                 tr.unconfirmed += 1
                 if not self.config.max_unconfirmed or tr.unconfirmed < self.config.max_unconfirmed:
                     unseen.append(tr)
+        for tr in close:
+            # a frontal detection left over that overlaps such a track a little is its face with a
+            # better box (the track's box grew, shrank or slid): re-anchor there
+            near = [d for d in free if d.kind == "frontal" and iou(tr.box, d.box) > 0]
+            if near:
+                best = max(near, key=lambda d: iou(tr.box, d.box))
+                free.remove(best)
+                tr.ref_size = _side(best.box)
+                tr.box, tr.source = best.box, "detect"
+            matched.append(tr)
         kept = matched
-        # faces the detector sees beat tracks it does not see when there is no room for both
-        for d in free:
-            if len(kept) >= self.config.max_faces:
-                break
-            if all(iou(d.box, t.box) < self.config.match_iou for t in kept):
-                kept.append(Track(d.box, index, self.smooth_config))
-        for tr in sorted(unseen, key=lambda t: t.born):
-            if len(kept) < self.config.max_faces:
-                kept.append(tr)
+        # faces the frontal detector sees beat tracks no run sees when there is no room for both;
+        # fallback detections only take the room left
+        strong = [d for d in free if d.kind == "frontal"]
+        for group in (strong, sorted(unseen, key=lambda t: t.born), [d for d in free if d.kind != "frontal"]):
+            for item in group:
+                if len(kept) >= self.config.max_faces:
+                    break
+                if isinstance(item, Track):
+                    kept.append(item)
+                elif all(iou(item.box, t.box) < self.config.match_iou for t in kept):
+                    kept.append(Track(item.box, index, self.smooth_config))
         self.tracks = kept
 
     def reset(self) -> None:

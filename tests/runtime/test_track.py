@@ -16,7 +16,7 @@ from runtime.detect import Detection, HaarDetector
 from runtime.pipeline import FaceEngine, PipelineConfig
 from runtime.preprocess import DEFAULT_SPEC, crop_window, to_crop_normalised, window_affine
 from runtime.smoothing import OneEuroFilter, SmoothConfig
-from runtime.track import FaceTracker, TrackConfig, iou, plausibility
+from runtime.track import FaceTracker, TrackConfig, iou, plausibility, roll_degrees
 from runtime.video import VideoFileSource
 
 
@@ -315,3 +315,140 @@ def test_size_anchor_limits_a_biased_model():
         assert tr.update(t, pts.astype(np.float32), b, frame.shape)
         tr.plan(frame, i)
     assert t.box[2] - t.box[0] == pytest.approx(135.0, rel=1e-3)
+
+
+class Confirming(Scripted):
+    """Scripted detector with `confirm(frame, box, roll)`: answers `answer`, records its calls."""
+
+    def __init__(self, hits, answer: bool) -> None:
+        super().__init__(hits)
+        self.answer = answer
+        self.confirms = []  # type: List[tuple]
+
+    def confirm(self, frame, box, roll=0.0):
+        self.confirms.append((self.index, box, roll))
+        return self.answer
+
+
+def test_a_track_the_detector_misses_is_kept_while_confirm_sees_its_face(face_video):
+    """A face the full-frame detector cannot see (profile, rolled) but `confirm` finds in the track's
+    own box is not dropped; it is when confirm does not see it either (a ghost)."""
+    video, truth = face_video
+    det = Confirming(lambda i: i == 0, answer=True)
+    out = drive(video, truth, det, TrackConfig(detect_every=5, max_unconfirmed=2), frames=30)
+    assert all(len(f) == 1 and f[0]["plausible"] for f in out)
+    assert det.calls == [0, 5, 10, 15, 20, 25]  # never lost, never dropped
+    assert [c[0] for c in det.confirms] == [5, 10, 15, 20, 25]
+    for i, box, roll in det.confirms:  # asked about the track's box and its landmarks' roll
+        lm = np.asarray(truth["frames"][i - 1]["landmarks"], np.float32)
+        assert iou(box, truth["frames"][i]["box"]) > 0.75
+        assert roll == pytest.approx(roll_degrees(lm), abs=1e-3)
+    det = Confirming(lambda i: i == 0, answer=False)
+    out = drive(video, truth, det, TrackConfig(detect_every=5, max_unconfirmed=2), frames=15)
+    assert all(len(f) == 1 for f in out[:10]) and all(f == [] for f in out[10:])
+
+
+def test_confirm_is_not_asked_about_tracks_a_detection_sees():
+    frame = np.zeros((240, 320, 3), np.uint8)
+    asked = []
+
+    class Det(Boxes):
+        def confirm(self, frame, box, roll=0.0):
+            asked.append(box)
+            return True
+
+    tr = FaceTracker(Det([(100, 100, 160, 160)]), TrackConfig(detect_every=5, background_detect=False))
+    (t,) = tr.plan(frame, 0)
+    t.source, t.landmarks = "track", _face(130, 130, 60)
+    tr.plan(frame, 5)
+    assert asked == [] and t.unconfirmed == 0
+
+
+def test_fallback_detections_confirm_but_do_not_move_or_displace_tracks():
+    """Profile/rotated detections have rougher boxes and more false hits than frontal ones: one
+    overlapping a healthy track confirms it, and moves it only when confirm() does not see the face
+    in the track's own box; one elsewhere does not take the place of a track that was merely
+    unseen; a frontal one elsewhere does."""
+
+    class Det:
+        def __init__(self, dets, answer):
+            self.dets, self.answer = dets, answer
+
+        def __call__(self, frame):
+            return list(self.dets)
+
+        def confirm(self, frame, box, roll=0.0):
+            return self.answer
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cfg = TrackConfig(detect_every=5, background_detect=False, max_unconfirmed=3)
+    tr = FaceTracker(Boxes([(100, 100, 160, 160)]), cfg)
+    (t,) = tr.plan(frame, 0)
+    t.box, t.source, t.landmarks = (110, 110, 175, 175), "track", _face(140, 140, 60)
+    t.unconfirmed = 1
+    profile = Detection((100.0, 100.0, 160.0, 160.0), 1.0, "profile")
+    tr.detector = Det([profile], answer=True)
+    assert tr.plan(frame, 5) == [t]
+    assert t.box == (110, 110, 175, 175) and t.source == "track" and t.unconfirmed == 0
+    tr.detector = Det([profile], answer=False)  # the track's own box holds no face: it drifted
+    assert tr.plan(frame, 10) == [t] and t.box == profile.box and t.source == "detect"
+    t.source = "track"
+    tr.detector = Det([Detection((10.0, 10.0, 60.0, 60.0), 1.0, "rotated")], answer=False)
+    assert tr.plan(frame, 15) == [t] and t.unconfirmed == 1  # unseen, kept
+    tr.detector = Det([Detection((10.0, 10.0, 60.0, 60.0), 1.0, "frontal")], answer=False)
+    (new,) = tr.plan(frame, 20)
+    assert new is not t and new.box == (10.0, 10.0, 60.0, 60.0)
+    # a lost track is re-anchored by any detection, and an empty slot takes a fallback detection
+    new.lost = True
+    tr.detector = Det([Detection((12.0, 12.0, 62.0, 62.0), 1.0, "profile")], answer=True)
+    assert tr.plan(frame, 21) == [new] and new.box == (12.0, 12.0, 62.0, 62.0) and not new.lost
+    tr.reset()
+    (fresh,) = tr.plan(frame, 22)
+    assert fresh.box == (12.0, 12.0, 62.0, 62.0) and fresh.source == "detect"
+
+
+def test_a_frontal_detection_near_a_confirmed_track_re_anchors_it():
+    """A track confirm() sees whose box grew off its face (IoU < match_iou with the frontal box of
+    that face) takes the frontal box instead of blocking it."""
+
+    class Det(Boxes):
+        def confirm(self, frame, box, roll=0.0):
+            return True
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    cfg = TrackConfig(detect_every=5, background_detect=False)
+    tr = FaceTracker(Det([(100.0, 100.0, 200.0, 200.0)]), cfg)
+    (t,) = tr.plan(frame, 0)
+    t.box, t.source, t.landmarks = (60.0, 60.0, 260.0, 260.0), "track", _face(160, 160, 200)
+    assert iou(t.box, (100.0, 100.0, 200.0, 200.0)) < 0.3
+    assert tr.plan(frame, 5) == [t]
+    assert t.box == (100.0, 100.0, 200.0, 200.0) and t.source == "detect" and t.ref_size == 100.0
+
+
+def test_background_runs_confirm_on_the_worker_and_merge_the_result():
+    threads = []
+
+    class Det(Boxes):
+        def confirm(self, frame, box, roll=0.0):
+            threads.append(threading.get_ident())
+            return True
+
+    det = Det([(100, 100, 160, 160)])
+    tr = FaceTracker(det, TrackConfig(detect_every=5, detect_lag=2, max_unconfirmed=1))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    (t,) = tr.plan(frame, 0)
+    t.source, t.landmarks = "track", _face(130, 130, 60)
+    det.boxes = []  # the full-frame detector stops seeing the face
+    for i in range(1, 20):
+        assert tr.plan(frame, i) == [t], "frame %d dropped the track" % i  # max_unconfirmed=1: one miss drops
+        assert not tr.ran_detector
+    assert len(threads) == 3 and set(threads) == {tr.background._thread.ident}  # runs at 5, 10, 15
+    tr.close()
+
+
+def test_roll_degrees():
+    pts = _face()
+    pts[60:68] = (100.0, 100.0)
+    pts[68:76] = (150.0, 150.0)
+    assert roll_degrees(pts) == pytest.approx(45.0)
+    assert roll_degrees(None) == 0.0 and roll_degrees(pts[:68]) == 0.0

@@ -19,9 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from keras_flm import evaluate as kev
 from keras_flm.config import RunConfig
 from keras_flm.report_md import (
+    METRICS_FILE,
     atomic_write_json,
     atomic_write_text,
     markdown_table,
+    read_json,
     read_metrics,
     replace_path,
     scratch_dir,
@@ -145,15 +147,34 @@ def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
 
 
 def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
+    """The run's schedule and outcome; when it started from a release (--init models/NAME), that
+    release's own summary rides along as `init_training`, so the card can state the whole lineage
+    even after the release it started from is replaced."""
     from keras_flm.run_files import read_state
 
     st = read_state(run_dir)
     keep = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
-    return dict({k: st.get(k) for k in keep}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
-                lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
-                time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
-                init=cfg.train.init, train_faces=cfg.data.get("train_faces"),
-                val_faces=cfg.data.get("val_faces"))
+    out = dict({k: st.get(k) for k in keep}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
+               lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
+               time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
+               init=cfg.train.init, landmark_loss=cfg.train.landmark_loss, bn_momentum=cfg.model.bn_momentum,
+               train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"))
+    init = cfg.train.init
+    if init and os.path.isdir(init):
+        prior = read_json(os.path.join(init, METRICS_FILE), {}).get("training")
+        if prior:
+            out["init_training"] = prior
+    return out
+
+
+def lineage(tr: Dict[str, Any]) -> Tuple[int, float]:
+    """(epochs, training seconds) summed over a release's chain of --init releases."""
+    epochs, seconds = 0, 0.0
+    while tr:
+        epochs += tr.get("epochs_done") or 0
+        seconds += tr.get("train_seconds") or 0.0
+        tr = tr.get("init_training") or {}
+    return epochs, seconds
 
 
 def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: str) -> Dict[str, Any]:
@@ -195,7 +216,7 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
             "training": training_summary(run_dir, cfg), "speed": speed_rows(run_dir),
             "tracking": tracking, "default_int8": DEFAULT_INT8,
         }
-        atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
+        atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
         files = {f: {"md5": file_md5(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
                  for f in sorted(os.listdir(tmp))}
@@ -210,6 +231,16 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
 
 
 # ------------------------------------------------------------------------------ model card
+
+def _lineage_lines(tr: Dict[str, Any]) -> List[str]:
+    prior = tr.get("init_training")
+    if not prior:
+        return []
+    epochs, seconds = lineage(tr)
+    return ["- That start was itself a release: %s epochs (%.1f h)%s. In all: %d epochs, %.1f CPU-hours."
+            % (prior.get("epochs_done"), (prior.get("train_seconds") or 0) / 3600.0,
+               "" if not prior.get("init") else ", from `%s`" % prior["init"], epochs, seconds / 3600.0)]
+
 
 def _pct(v: Optional[float]) -> str:
     return "–" if v is None else "%.2f" % (100.0 * v)
@@ -318,12 +349,15 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
     ] + _data_lines(metrics, tr) + [
         "## Training",
         "- %s epochs (best at %s, best val NME %s %%), %.1f h on a 2-core CPU, batch %s, AdamW lr %g → %g "
-        "cosine%s, weight EMA %s, oversampling %s, augmentation preset as in config.json (`augment`)%s."
+        "cosine%s, %s landmark loss, BN momentum %s, weight EMA %s, oversampling %s, augmentation preset as "
+        "in config.json (`augment`)%s."
         % (tr.get("epochs_done"), tr.get("best_epoch"), _pct(tr.get("best_val_nme")), hours,
            tr.get("batch_size"), tr.get("lr"), tr.get("lr_min"),
            "" if not tr.get("time_budget_min") else " over a %g-min budget" % tr["time_budget_min"],
-           tr.get("ema") or "off", over,
-           "" if not tr.get("init") else ", started from `%s`" % tr["init"]), "",
+           {"wing": "Wing", "l2": "L2"}.get(tr.get("landmark_loss") or "l2", tr.get("landmark_loss")),
+           tr.get("bn_momentum", "–"), tr.get("ema") or "off", over,
+           "" if not tr.get("init") else ", started from `%s`" % tr["init"]),
+    ] + _lineage_lines(tr) + ["",
         "## Accuracy (measured on these files by `flm release`)", "",
         _results_table(metrics), "",
         "Per attribute (test):", "", _attribute_table(metrics), "",

@@ -90,3 +90,26 @@ def test_committed_release_reproduces_its_metrics(faces98):
         # tolerance: thread-count and oneDNN re-association differences only (0.01 pp)
         assert abs(got["nme"] - entry["test"]["nme"]) < 1e-4, fname
         assert got["count"] == entry["test"]["count"]
+
+
+def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path):
+    """A run started with --init models/NAME keeps that release's training summary, so the new card
+    still tells the whole schedule once the old release is replaced."""
+    from keras_flm.config import RunConfig
+    from quant.release import build_release, lineage
+
+    first = build_release(release_run, "first", str(tmp_path / "models"), log=lambda *_: None)
+    run = str(tmp_path / "run")
+    shutil.copytree(release_run, run)
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    cfg.train.init = first
+    cfg.train.landmark_loss = "wing"
+    cfg.save(os.path.join(run, "config.json"))
+    second = build_release(run, "second", str(tmp_path / "models"), log=lambda *_: None)
+    tr = json.load(open(os.path.join(second, "metrics.json")))["training"]
+    prior = json.load(open(os.path.join(first, "metrics.json")))["training"]
+    assert tr["init_training"] == prior and tr["landmark_loss"] == "wing"
+    epochs, seconds = lineage(tr)
+    assert epochs == tr["epochs_done"] + prior["epochs_done"] > tr["epochs_done"]
+    card = open(os.path.join(second, "MODEL_CARD.md")).read()
+    assert "Wing landmark loss" in card and "In all: %d epochs" % epochs in card

@@ -143,7 +143,8 @@ def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray,
     get_keras().utils.set_random_seed(qcfg.seed)
     t0 = time.perf_counter()
     opts = SchemeOptions(scheme, per_channel=False, frozen_ranges=qcfg.frozen_ranges, search=pcfg.pof2_search,
-                         dpu_avgpool=pcfg.pof2_dpu_avgpool)
+                         dpu_avgpool=pcfg.pof2_dpu_avgpool,
+                         cle_steps=pcfg.pof2_cle_steps if scheme == "pof2" else pcfg.cle_steps)
     qtrain, folded = quantize(train_model, opts, cfg.crop)
     init_ranges(qtrain, folded, calib, scheme, cfg.crop, pcfg.pof2_search, pcfg.pof2_sample,
                 method="minmax" if pcfg.act_calibration == "tflite" else pcfg.act_calibration,

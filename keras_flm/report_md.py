@@ -104,7 +104,6 @@ def replace_path(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
-
 # ---------------------------------------------------------------- metrics.json
 
 def read_metrics(run_dir: str) -> Dict[str, Dict[str, Any]]:

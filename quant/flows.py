@@ -159,7 +159,7 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 % (path, os.path.getsize(path) / 1e6, gran, pcfg.io, t, t_calib))
             written.append(path)
         if onnx:
-            written += _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
+            written += _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
     out["artifacts"] = written
     if evaluate:
         _evaluate(run_dir, written, cfg, log)
@@ -188,7 +188,7 @@ def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts):
     return qmodel, chosen
 
 
-def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log) -> List[str]:
+def _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log) -> List[str]:
     from quant import ptq as P
     from quant.export import ort_kernel_check
 
@@ -196,7 +196,7 @@ def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
     if not os.path.isfile(fp32_onnx) or os.path.getmtime(fp32_onnx) < os.path.getmtime(R.fp32_path(run_dir)):
         export_onnx(run_dir, xcfg, log, crops)
     if pcfg.cle_steps:  # ORT quantizes an equalized (same function: ReLU is scale-equivariant) float graph
-        fp32_onnx = _equalized_onnx(run_dir, cfg, pcfg, xcfg)
+        fp32_onnx = _equalized_onnx(run_dir, model, cfg, pcfg, xcfg)
     written = []
     variants = [(False, "ptq_int8.onnx")] + ([(True, "ptq_int8_pc.onnx")] if pcfg.also_per_channel else [])
     for per_channel, fname in variants:
@@ -218,15 +218,13 @@ def _ptq_onnx(run_dir, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
     return written
 
 
-def _equalized_onnx(run_dir: str, cfg, pcfg: PtqConfig, xcfg: ExportConfig) -> str:
-    """RUN/.fp32_cle.onnx: fp32.h5 with BN folded and `cle_steps` of cross-layer equalization."""
-    from quant.cle import equalize
+def _equalized_onnx(run_dir: str, model, cfg, pcfg: PtqConfig, xcfg: ExportConfig) -> str:
+    """RUN/.fp32_cle.onnx: the float network the TFLite PTQ quantizes (quant.scheme.equalized_float)."""
     from quant.export import onnx_model
-    from quant.fold import fold_batchnorm
     from quant.onnx_save import save_onnx
+    from quant.scheme import equalized_float
 
-    folded = fold_batchnorm(load_keras(R.fp32_path(run_dir)))
-    equalize(folded, pcfg.cle_steps)
+    folded = equalized_float(model, pcfg.cle_steps)
     return save_onnx(onnx_model(folded, xcfg.onnx_opset, cfg.crop), R.artifact(run_dir, ".fp32_cle.onnx"))
 
 

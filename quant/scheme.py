@@ -309,6 +309,17 @@ def layer_configs(model, opts: SchemeOptions) -> Dict[str, FlmQuantizeConfig]:
     return plan
 
 
+def equalized_float(model, cle_steps: int):
+    """`model` with BN folded and `cle_steps` of cross-layer equalization: the float network a
+    scheme quantizes (the same function; ReLU commutes with CLE's positive channel scales)."""
+    folded = fold_batchnorm(model)
+    if cle_steps:
+        from quant.cle import equalize
+
+        equalize(folded, cle_steps)
+    return folded
+
+
 def quantize(model, opts: Optional[SchemeOptions] = None,
              spec: CropSpec = DEFAULT_SPEC) -> Tuple[object, object]:
     """(fake-quantized model, the BN-folded float model it was built from).
@@ -317,11 +328,7 @@ def quantize(model, opts: Optional[SchemeOptions] = None,
     using the quantized model."""
     keras = get_keras()
     opts = opts or SchemeOptions()
-    folded = fold_batchnorm(model)
-    if opts.cle_steps:
-        from quant.cle import equalize
-
-        equalize(folded, opts.cle_steps)
+    folded = equalized_float(model, opts.cle_steps)
     plan = layer_configs(folded, opts)
     with scope():
         annotated = keras.models.clone_model(

@@ -20,7 +20,7 @@ Anything callable with that signature plugs in (tests inject detectors that miss
 """
 import os
 from dataclasses import dataclass
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -138,12 +138,13 @@ def nms(dets: List[Detection], max_iou: float) -> List[Detection]:
     """Greedy non-maximum suppression in list order (earlier detections win)."""
     kept = []  # type: List[Detection]
     for d in dets:
-        if all(_iou(d.box, k.box) <= max_iou for k in kept):
+        if all(iou(d.box, k.box) <= max_iou for k in kept):
             kept.append(d)
     return kept
 
 
-def _iou(a: Box, b: Box) -> float:
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes (0 for empty ones)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy

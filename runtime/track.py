@@ -33,7 +33,7 @@ from typing import List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from runtime.detect import Box, Detection, Detector
+from runtime.detect import Box, Detection, Detector, iou
 from runtime.preprocess import box_from_landmarks
 from runtime.smoothing import OneEuroFilter, SmoothConfig
 
@@ -129,14 +129,6 @@ def detect_and_confirm(detector: Detector, frame: np.ndarray, rois: Sequence[Roi
             if not seen and confirm(frame, box, roll):
                 confirmed.add(tid)
     return dets, confirmed
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def plausibility(points: np.ndarray, crop_box: Box, frame_shape: Tuple[int, ...],

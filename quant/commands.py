@@ -45,8 +45,9 @@ def quantize() -> None:
                                       "ptq_int8_pc.tflite is written too, for comparison).")
 @click.option("--calibration", type=click.Choice(CALIBRATIONS), default=PtqConfig.act_calibration,
               show_default=True,
-              help="Activation ranges (default scheme): percentile clipping, min/max, or the TFLite "
-                   "converter's own calibrator. pof2 always searches MIN_MSE positions.")
+              help="Activation ranges (default scheme): MIN_MSE search on the quantized network (as "
+                   "the DPU's calibration), percentile clipping, min/max, or the TFLite converter's own "
+                   "calibrator. pof2 always searches MIN_MSE positions.")
 @click.option("--percentile", type=click.FloatRange(90, 100), default=PtqConfig.act_percentile,
               show_default=True, help="Upper percentile kept by --calibration percentile.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True,

@@ -138,6 +138,16 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
         variants = [(pcfg.granularity, "ptq_int8.tflite")]
         if pcfg.also_per_channel and pcfg.granularity != "per-channel":
             variants.append(("per-channel", "ptq_int8_pc.tflite"))
+        positions, ranges = None, None
+        if pcfg.act_calibration == "mse":
+            from quant.ranges import mse_ranges
+            from quant.scheme import equalized_float
+
+            t0 = time.perf_counter()
+            positions = mse_ranges(equalized_float(model, pcfg.cle_steps), calib, cfg.crop, pcfg.pof2_search)
+            # every artifact below rests on this search: its time counts in each one's, like the cropping
+            common["range_search_s"] = round(time.perf_counter() - t0, 3)
+            t_calib += time.perf_counter() - t0
         for gran, fname in variants:
             t0 = time.perf_counter()
             if pcfg.act_calibration == "tflite":
@@ -145,7 +155,8 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 how = "TFLite converter (min/max)"
             else:
                 opts = SchemeOptions("default", per_channel=gran == "per-channel", cle_steps=pcfg.cle_steps)
-                qmodel, _ = fake_quant_ptq(model, calib, cfg, pcfg, opts)
+                qmodel, chosen = fake_quant_ptq(model, calib, cfg, pcfg, opts, positions)
+                ranges = ranges or chosen
                 data = P.tflite_from_fake_quant(qmodel, pcfg.io)
                 how = _calibration_label(pcfg)
                 out.setdefault("fake_quant", {})[fname] = qmodel
@@ -155,11 +166,12 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 path, t, format="tflite", io=pcfg.io, granularity=gran, calibration=how,
                 cle_steps=pcfg.cle_steps, **common))
             _check_parity(run_dir, R.artifact_key(path), path, ref, crops, cfg.crop, None, log)
-            log("wrote %s (%.3f MB, %s, %s I/O, %.1fs incl. %.1fs cropping)"
+            log("wrote %s (%.3f MB, %s, %s I/O, %.1fs incl. %.1fs cropping and range search)"
                 % (path, os.path.getsize(path) / 1e6, gran, pcfg.io, t, t_calib))
             written.append(path)
         if onnx:
-            written += _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log)
+            written += _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
+                                 ranges if pcfg.act_calibration == "mse" else None)
     out["artifacts"] = written
     if evaluate:
         _evaluate(run_dir, written, cfg, log)
@@ -167,43 +179,61 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
 
 
 def _calibration_label(pcfg: PtqConfig) -> str:
+    if pcfg.act_calibration == "mse":
+        return "activation ranges by MIN_MSE power-of-two search (+0..%d)" % pcfg.pof2_search
     if pcfg.act_calibration == "percentile":
         return "activation ranges at the %g/%g percentiles" % (100 - pcfg.act_percentile, pcfg.act_percentile)
     return "activation ranges min/max"
 
 
-def range_method(pcfg: PtqConfig) -> str:
-    """quant.ranges method for a PTQ config ("tflite" = the converter's min/max)."""
-    return "minmax" if pcfg.act_calibration == "tflite" else pcfg.act_calibration
+def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts, positions=None):
+    """Fake-quant copy of `model` with every range calibrated on `calib`: PTQ as a Keras model.
 
-
-def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts):
-    """Fake-quant copy of `model` with every range calibrated on `calib`: PTQ as a Keras model."""
+    `positions`: quant.ranges.mse_ranges of the same float model, if already searched."""
     from quant.ranges import init_ranges
     from quant.scheme import quantize
 
     qmodel, folded = quantize(model, opts, cfg.crop)
     chosen = init_ranges(qmodel, folded, calib, opts.scheme, cfg.crop, opts.search, pcfg.pof2_sample,
-                         method=range_method(pcfg), percentile=pcfg.act_percentile)
+                         method=pcfg.range_method, percentile=pcfg.act_percentile, positions=positions)
     return qmodel, chosen
 
 
-def _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log) -> List[str]:
+ORT_GIVEN_CROPS = 32
+
+
+def _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
+              ranges=None) -> List[str]:
+    """ORT static QDQ of the (equalized) float ONNX; with `ranges` ({Keras layer: (min, max)} of the
+    TFLite PTQ's fake-quant model) ORT takes those instead of calibrating (quant.onnx_ranges)."""
     from quant import ptq as P
     from quant.export import ort_kernel_check
+    from quant.scheme import equalized_float
 
     fp32_onnx = R.artifact(run_dir, "fp32.onnx")
     if not os.path.isfile(fp32_onnx) or os.path.getmtime(fp32_onnx) < os.path.getmtime(R.fp32_path(run_dir)):
         export_onnx(run_dir, xcfg, log, crops)
+    folded = equalized_float(model, pcfg.cle_steps)
     if pcfg.cle_steps:  # ORT quantizes an equalized (same function: ReLU is scale-equivariant) float graph
-        fp32_onnx = _equalized_onnx(run_dir, model, cfg, pcfg, xcfg)
+        fp32_onnx = _equalized_onnx(run_dir, folded, cfg, xcfg)
+    overrides = None
+    if ranges:
+        from quant.onnx_ranges import match_tensors, range_overrides, share_concat_ranges, share_input_range
+        from quant.scheme import input_range
+
+        matches = match_tensors(fp32_onnx, folded, sorted(ranges), calib, cfg.crop)
+        overrides = share_concat_ranges(fp32_onnx, range_overrides(matches, ranges))
+        overrides = share_input_range(fp32_onnx, overrides, *input_range(cfg.crop))
     written = []
     variants = [(False, "ptq_int8.onnx")] + ([(True, "ptq_int8_pc.onnx")] if pcfg.also_per_channel else [])
     for per_channel, fname in variants:
         t0 = time.perf_counter()
         path = R.artifact(run_dir, fname)
-        settings = P.ort_static(fp32_onnx, path, calib, cfg.crop, per_channel, pcfg.ort_reduce_range,
-                                pcfg.ort_calibrate_method, pcfg.act_percentile, pcfg.ort_weight_type)
+        # ORT's calibrator still runs over every tensor; with every range given, a few crops do
+        settings = P.ort_static(fp32_onnx, path, calib[:ORT_GIVEN_CROPS] if overrides else calib, cfg.crop,
+                                per_channel, pcfg.ort_reduce_range,
+                                pcfg.ort_calibrate_method, pcfg.act_percentile, pcfg.ort_weight_type,
+                                overrides)
         t = time.perf_counter() - t0 + t_calib
         key = R.artifact_key(path)
         settings["cle_steps"] = pcfg.cle_steps
@@ -218,13 +248,11 @@ def _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_cali
     return written
 
 
-def _equalized_onnx(run_dir: str, model, cfg, pcfg: PtqConfig, xcfg: ExportConfig) -> str:
+def _equalized_onnx(run_dir: str, folded, cfg, xcfg: ExportConfig) -> str:
     """RUN/.fp32_cle.onnx: the float network the TFLite PTQ quantizes (quant.scheme.equalized_float)."""
     from quant.export import onnx_model
     from quant.onnx_save import save_onnx
-    from quant.scheme import equalized_float
 
-    folded = equalized_float(model, pcfg.cle_steps)
     return save_onnx(onnx_model(folded, xcfg.onnx_opset, cfg.crop), R.artifact(run_dir, ".fp32_cle.onnx"))
 
 

@@ -6,14 +6,15 @@ by the crop contract exactly as the runtime does.
     (TFLITE_BUILTINS_INT8), int8 or float I/O; per-tensor or per-channel weight scales.
   * pof2: the DPU-like fake-quant Keras model (quant.scheme "pof2", MIN_MSE positions from
     the same crops) converted to TFLite; its tensors carry power-of-two scales.
-  * ONNX: onnxruntime.quantization.quantize_static from the FP32 ONNX, QDQ format, U8
+  * ONNX: onnxruntime.quantization.quantize_static from the FP32 ONNX (given the TFLite PTQ's
+    activation ranges as TensorQuantOverrides, quant.onnx_ranges), QDQ format, U8
     activations and 7-bit S8 weights (U8S8 reduce_range), per tensor and per channel: this
     CPU's AVX2 U8S8 kernels saturate int16 pair sums with full-range int8 weights
     (docs/stack-notes.md), and U8U8 (8 bits, no saturation) runs a slow generic path
     (quant/config.py has the numbers). `kernel_vs_qdq_float` in parity.json compares ORT's
     integer kernels with the same graph computed in float.
 """
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -99,8 +100,12 @@ class _Reader:
 def ort_static(fp32_onnx: str, out_path: str, crops: np.ndarray, spec: CropSpec = DEFAULT_SPEC,
                per_channel: bool = False, reduce_range: bool = PtqConfig.ort_reduce_range,
                method: str = PtqConfig.ort_calibrate_method, percentile: float = PtqConfig.act_percentile,
-               weight_type: str = PtqConfig.ort_weight_type) -> Dict[str, Any]:
-    """QDQ INT8 ONNX from the FP32 ONNX (written atomically to out_path); returns the settings used."""
+               weight_type: str = PtqConfig.ort_weight_type,
+               overrides: Optional[Dict[str, list]] = None) -> Dict[str, Any]:
+    """QDQ INT8 ONNX from the FP32 ONNX (written atomically to out_path); returns the settings used.
+
+    `overrides`: ORT TensorQuantOverrides (quant.onnx_ranges) -- ranges found elsewhere win over
+    ORT's calibration of those tensors."""
     import os
     import tempfile
 
@@ -123,9 +128,12 @@ def ort_static(fp32_onnx: str, out_path: str, crops: np.ndarray, spec: CropSpec 
                         extra_options={"CalibPercentile": 100.0 - 2.0 * (100.0 - percentile),
                                        "CalibTensorRangeSymmetric": False,
                                        # flush collected outputs every 4 batches: bounded memory
-                                       "CalibMaxIntermediateOutputs": 4})
+                                       "CalibMaxIntermediateOutputs": 4,
+                                       "TensorQuantOverrides": overrides or {}})
         save_onnx(onnx.load(quantized), out_path)
     bits = "7-bit" if reduce_range else "8-bit"
     return {"format": "QDQ", "activations": "uint8", "weights": "%s %s" % (weight_type, bits),
             "per_channel": per_channel, "reduce_range": reduce_range,
-            "calibration": method + (" %g" % percentile if method == "Percentile" else "")}
+            "calibration": ("ranges given for %d tensors (quant.onnx_ranges), ORT's calibrator for any "
+                            "other: " % len(overrides) if overrides else "")
+            + method + (" %g" % percentile if method == "Percentile" else "")}

@@ -147,7 +147,7 @@ def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray,
                          cle_steps=pcfg.pof2_cle_steps if scheme == "pof2" else pcfg.cle_steps)
     qtrain, folded = quantize(train_model, opts, cfg.crop)
     init_ranges(qtrain, folded, calib, scheme, cfg.crop, pcfg.pof2_search, pcfg.pof2_sample,
-                method="minmax" if pcfg.act_calibration == "tflite" else pcfg.act_calibration,
+                method=pcfg.range_method,
                 percentile=pcfg.act_percentile)
     t_init = time.perf_counter() - t0
     train_c, val_c = data if data is not None else load_qat_data(cfg, qcfg)

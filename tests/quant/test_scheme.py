@@ -109,3 +109,22 @@ def test_unknown_layer_or_leftover_batchnorm_is_refused():
     m2 = keras.Model(i, keras.layers.LeakyReLU(name="leaky")(i))
     with pytest.raises(ValueError, match="leaky"):
         layer_configs(m2, SchemeOptions())
+
+
+def test_mse_ranges_sit_on_the_power_of_two_grids_of_the_twin_search(train_model):
+    """Default scheme, method "mse": each tensor's range is the pof2 twin's MIN_MSE grid, [0, 127/2^p]
+    for a non-negative tensor and [-128/2^p, 127/2^p] otherwise; passing the positions back gives the
+    same ranges."""
+    from quant.ranges import init_ranges, mse_ranges, quantized_outputs
+
+    qmodel, folded = quantize(train_model, SchemeOptions("default"))
+    crops = np.random.default_rng(5).integers(0, 256, (16, 112, 112), dtype=np.uint8)
+    positions = mse_ranges(folded, crops)
+    chosen = init_ranges(qmodel, folded, crops, "default", method="mse")
+    assert set(chosen) == {name for _, name in quantized_outputs(qmodel)} and set(chosen) <= set(positions)
+    for name, (lo, hi) in chosen.items():
+        p = positions[name]
+        assert hi == pytest.approx(127 * 2.0 ** -p) and lo in (0.0, pytest.approx(-128 * 2.0 ** -p)), name
+    assert chosen["stem_relu"][0] == 0.0
+    again = init_ranges(qmodel, folded, crops, "default", method="mse", positions=positions)
+    assert again == chosen

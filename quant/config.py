@@ -65,6 +65,10 @@ class PtqConfig:
     # reaches 10.07 % is the MSE search of each range on the quantized network, not CLE.
     cle_steps: int = 10
 
+    def cle_steps_for(self, scheme: str) -> int:
+        """CLE steps before quantizing with `scheme` (pof2 has its own, matched to vai_q)."""
+        return self.pof2_cle_steps if scheme == "pof2" else self.cle_steps
+
     @property
     def range_method(self) -> str:
         """quant.ranges method of the default scheme ("tflite" = the converter's own min/max)."""

@@ -154,7 +154,8 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 data = P.tflite_int8(model, calib, cfg.crop, pcfg.io, gran)
                 how = "TFLite converter (min/max)"
             else:
-                opts = SchemeOptions("default", per_channel=gran == "per-channel", cle_steps=pcfg.cle_steps)
+                opts = SchemeOptions("default", per_channel=gran == "per-channel",
+                                     cle_steps=pcfg.cle_steps_for("default"))
                 qmodel, chosen = fake_quant_ptq(model, calib, cfg, pcfg, opts, positions)
                 ranges = ranges or chosen
                 data = P.tflite_from_fake_quant(qmodel, pcfg.io)
@@ -164,7 +165,7 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
             t = time.perf_counter() - t0 + t_calib
             R.record_quant(run_dir, R.artifact_key(path), _artifact_entry(
                 path, t, format="tflite", io=pcfg.io, granularity=gran, calibration=how,
-                cle_steps=pcfg.cle_steps, **common))
+                cle_steps=pcfg.cle_steps_for("default"), **common))
             _check_parity(run_dir, R.artifact_key(path), path, ref, crops, cfg.crop, None, log)
             log("wrote %s (%.3f MB, %s, %s I/O, %.1fs incl. %.1fs cropping and range search)"
                 % (path, os.path.getsize(path) / 1e6, gran, pcfg.io, t, t_calib))
@@ -265,7 +266,8 @@ def _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, lo
 
     t0 = time.perf_counter()
     qmodel, positions = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions(
-        "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool, cle_steps=pcfg.pof2_cle_steps))
+        "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool,
+        cle_steps=pcfg.cle_steps_for("pof2")))
     t_fq = time.perf_counter() - t0
     path = write_bytes(R.artifact(run_dir, "ptq_pof2.tflite"), P.tflite_from_fake_quant(qmodel, pcfg.io))
     t = time.perf_counter() - t0 + common["calib_crops_s"]
@@ -273,7 +275,7 @@ def _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, lo
     R.record_quant(run_dir, key, _artifact_entry(
         path, t, format="tflite", io=pcfg.io, granularity="per-tensor power-of-two",
         calibration="MIN_MSE position search (+0..%d)" % pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool,
-        cle_steps=pcfg.pof2_cle_steps,
+        cle_steps=pcfg.cle_steps_for("pof2"),
         fake_quant_s=round(t_fq, 3), activation_positions=positions, **common))
     fq = keras_predict(qmodel, crops, cfg.crop)
     _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log,

@@ -144,7 +144,7 @@ def run_qat(train_model, cfg, qcfg: QatConfig, scheme: str, calib: np.ndarray,
     t0 = time.perf_counter()
     opts = SchemeOptions(scheme, per_channel=False, frozen_ranges=qcfg.frozen_ranges, search=pcfg.pof2_search,
                          dpu_avgpool=pcfg.pof2_dpu_avgpool,
-                         cle_steps=pcfg.pof2_cle_steps if scheme == "pof2" else pcfg.cle_steps)
+                         cle_steps=pcfg.cle_steps_for(scheme))
     qtrain, folded = quantize(train_model, opts, cfg.crop)
     init_ranges(qtrain, folded, calib, scheme, cfg.crop, pcfg.pof2_search, pcfg.pof2_sample,
                 method=pcfg.range_method,

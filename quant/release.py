@@ -30,6 +30,7 @@ from keras_flm.report_md import (
 )
 from runtime.bundle import FORMAT, FORMAT_VERSION, META, file_md5
 from runtime.landmarks import ATTRIBUTES
+from runtime.metrics import SUBSET_NAMES
 from runtime.release import RELEASE_NAME
 
 #: (file, precision, format) of every model a release carries, in table order.
@@ -265,7 +266,7 @@ def _results_table(metrics: Dict[str, Any]) -> str:
 def _attribute_table(metrics: Dict[str, Any]) -> str:
     cols = ["fp32.h5", DEFAULT_INT8]
     rows = []
-    for attr in ("all",) + tuple(ATTRIBUTES):
+    for attr in ("all",) + tuple(SUBSET_NAMES[a] for a in ATTRIBUTES):  # metrics use WFLW's subset names
         row = [attr]
         count = None
         for c in cols:

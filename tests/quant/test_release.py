@@ -57,6 +57,11 @@ def test_release_from_a_run(release_run, tmp_path):
     assert abs(fp32["nme"] - onnx["nme"]) < 1e-4  # same weights, two engines
     card = open(os.path.join(path, "MODEL_CARD.md")).read()
     assert "research only" in card.lower() and "%.2f" % (100 * fp32["nme"]) in card
+    # every WFLW subset the metrics hold has its row filled (the large-pose row once read "–")
+    assert "largepose" in fp32["attributes"]
+    for name, sub in fp32["attributes"].items():
+        row = [line for line in card.splitlines() if line.startswith("| %s |" % name)]
+        assert row and "| %d |" % sub["count"] in row[0], (name, row)
     # a second release replaces the first in place, leaving no scratch copies
     (tmp_path / "models" / "tiny" / "stale.txt").write_text("x")
     build_release(release_run, "tiny", out, log=lambda *_: None)

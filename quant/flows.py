@@ -138,13 +138,17 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
         variants = [(pcfg.granularity, "ptq_int8.tflite")]
         if pcfg.also_per_channel and pcfg.granularity != "per-channel":
             variants.append(("per-channel", "ptq_int8_pc.tflite"))
+        from quant.scheme import equalized_float
+
+        # the float network every default-scheme file quantizes (BN folded, CLE): the range search
+        # and the ORT PTQ use this one copy
+        folded = equalized_float(model, pcfg.cle_steps_for("default"))
         positions, ranges = None, None
         if pcfg.act_calibration == "mse":
             from quant.ranges import mse_ranges
-            from quant.scheme import equalized_float
 
             t0 = time.perf_counter()
-            positions = mse_ranges(equalized_float(model, pcfg.cle_steps), calib, cfg.crop, pcfg.pof2_search)
+            positions = mse_ranges(folded, calib, cfg.crop, pcfg.pof2_search)
             # every artifact below rests on this search: its time counts in each one's, like the cropping
             common["range_search_s"] = round(time.perf_counter() - t0, 3)
             t_calib += time.perf_counter() - t0
@@ -171,7 +175,7 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
                 % (path, os.path.getsize(path) / 1e6, gran, pcfg.io, t, t_calib))
             written.append(path)
         if onnx:
-            written += _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
+            written += _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
                                  ranges if pcfg.act_calibration == "mse" else None)
     out["artifacts"] = written
     if evaluate:
@@ -203,18 +207,17 @@ def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts, positio
 ORT_GIVEN_CROPS = 32
 
 
-def _ptq_onnx(run_dir, model, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
+def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
               ranges=None) -> List[str]:
-    """ORT static QDQ of the (equalized) float ONNX; with `ranges` ({Keras layer: (min, max)} of the
-    TFLite PTQ's fake-quant model) ORT takes those instead of calibrating (quant.onnx_ranges)."""
+    """ORT static QDQ of the (equalized) float ONNX; `folded` is that float network as Keras
+    (quant.scheme.equalized_float). With `ranges` ({Keras layer: (min, max)} of the TFLite PTQ's
+    fake-quant model) ORT takes those instead of calibrating (quant.onnx_ranges)."""
     from quant import ptq as P
     from quant.export import ort_kernel_check
-    from quant.scheme import equalized_float
 
     fp32_onnx = R.artifact(run_dir, "fp32.onnx")
     if not os.path.isfile(fp32_onnx) or os.path.getmtime(fp32_onnx) < os.path.getmtime(R.fp32_path(run_dir)):
         export_onnx(run_dir, xcfg, log, crops)
-    folded = equalized_float(model, pcfg.cle_steps)
     if pcfg.cle_steps:  # ORT quantizes an equalized (same function: ReLU is scale-equivariant) float graph
         fp32_onnx = _equalized_onnx(run_dir, folded, cfg, xcfg)
     overrides = None

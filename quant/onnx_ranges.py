@@ -23,11 +23,9 @@ from runtime.preprocess import DEFAULT_SPEC, CropSpec, normalize_input
 
 
 def _keras_values(float_model, names: List[str], x: np.ndarray) -> Dict[str, np.ndarray]:
-    from keras_flm.keras_compat import get_keras
+    from quant.ranges import layer_probe
 
-    keras = get_keras()
-    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
-    outs = probe(x, training=False)
+    outs = layer_probe(float_model, names)(x, training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     return {n: np.asarray(o) for n, o in zip(names, outs)}
 
@@ -36,6 +34,8 @@ def _onnx_values(onnx_path: str, x: np.ndarray) -> Dict[str, np.ndarray]:
     """Every float node output of the model on `x` (NHWC crops; transposed if the model wants NCHW)."""
     import onnx
     import onnxruntime as ort
+
+    from runtime.backends.onnx_backend import wants_nchw
 
     m = onnx.load(onnx_path)
     have = {o.name for o in m.graph.output}
@@ -48,7 +48,7 @@ def _onnx_values(onnx_path: str, x: np.ndarray) -> Dict[str, np.ndarray]:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
-    if len(inp.shape) == 4 and inp.shape[1] == 1 and inp.shape[3] != 1:
+    if wants_nchw(inp.shape):
         x = x.transpose(0, 3, 1, 2)
     names = [o.name for o in sess.get_outputs()]
     return {n: np.asarray(v) for n, v in zip(names, sess.run(names, {inp.name: x}))

@@ -76,12 +76,14 @@ class _Reader:
     def __init__(self, model_path: str, crops: np.ndarray, spec: CropSpec, batch: int = 32):
         import onnx
 
+        from runtime.backends.onnx_backend import wants_nchw
+
         m = onnx.load(model_path, load_external_data=False)
         inp = m.graph.input[0]
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         self.name = inp.name
         x = normalize_input(crops, spec)
-        if len(dims) == 4 and dims[1] == 1 and dims[3] != 1:
+        if wants_nchw(dims):
             x = x.transpose(0, 3, 1, 2)
         batch = max(d for d in range(1, min(batch, len(x)) + 1) if len(x) % d == 0)
         self.batches = [x[i:i + batch] for i in range(0, len(x), batch)]

@@ -36,14 +36,19 @@ def quantized_outputs(qmodel) -> List[Tuple[object, str]]:
     return out
 
 
+def layer_probe(float_model, names: List[str]):
+    """A Keras model returning the named layers' outputs of `float_model` (in that order)."""
+    keras = get_keras()
+    return keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+
+
 def collect_stats(float_model, names: List[str], crops: np.ndarray, spec: CropSpec = DEFAULT_SPEC,
                   batch: int = 16, sample: int = 0, seed: int = 0) -> Dict[str, Dict[str, object]]:
     """{layer: {"min", "max", "max_abs", "sample"}} of the named layers' outputs on `crops`."""
     import tensorflow as tf
     from tqdm import tqdm
 
-    keras = get_keras()
-    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    probe = layer_probe(float_model, names)
     fn = tf.function(lambda x: probe(x, training=False))
     rng = np.random.default_rng(seed)
     stats = {n: {"min": np.inf, "max": -np.inf, "parts": []} for n in names}
@@ -133,12 +138,12 @@ def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropS
     names = [n for _, n in targets]
     sample = sample if method == "percentile" else 0
     stats = collect_stats(float_model, names, crops, spec, batch or 16, sample, seed)
-    if method == "mse" and positions is None:
-        positions = mse_ranges(float_model, crops, spec, search, batch or 32)
-    positions = positions or {}
-    missing = [n for n in names if method == "mse" and n not in positions]
-    if missing:
-        raise RuntimeError("the pof2 twin quantizes no tensor named %s" % ", ".join(missing))
+    if method == "mse":
+        if positions is None:
+            positions = mse_ranges(float_model, crops, spec, search, batch or 32)
+        missing = [n for n in names if n not in positions]
+        if missing:
+            raise RuntimeError("the pof2 twin quantizes no tensor named %s" % ", ".join(missing))
     chosen: Dict[str, object] = {}
     for wrapper, name in targets:
         s = stats[name]

@@ -2,12 +2,17 @@
 
 Thread count is configurable (`threads`): in the live pipeline one intra-op thread usually
 wins, because the other core decodes video and draws the overlay."""
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError, check_output_size, input_lut
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
+
+
+def wants_nchw(shape: Sequence[Any]) -> bool:
+    """True when a 4-D one-channel input shape is (N, 1, H, W) rather than (N, H, W, 1)."""
+    return len(shape) == 4 and shape[1] == 1 and shape[3] != 1
 
 
 def _static(dim: Any) -> Optional[int]:
@@ -48,7 +53,7 @@ class OnnxBackend(Backend):
         if inp.type != "tensor(float)":
             raise BackendError("%s: input %s is %s; flm models take the float input of the crop contract"
                                % (path, inp.name, inp.type))
-        self.nchw = shape[1] == 1 and shape[3] != 1
+        self.nchw = wants_nchw(shape)
         self._fixed_batch = _static(shape[0])
         dims = [_static(d) for d in out.shape[1:]]
         check_output_size(int(np.prod(dims)) if dims and all(dims) else None, path, "output %s" % out.name)

@@ -220,14 +220,7 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
         export_onnx(run_dir, xcfg, log, crops)
     if pcfg.cle_steps:  # ORT quantizes an equalized (same function: ReLU is scale-equivariant) float graph
         fp32_onnx = _equalized_onnx(run_dir, folded, cfg, xcfg)
-    overrides = None
-    if ranges:
-        from quant.onnx_ranges import match_tensors, range_overrides, share_concat_ranges, share_input_range
-        from quant.scheme import input_range
-
-        matches = match_tensors(fp32_onnx, folded, sorted(ranges), calib, cfg.crop)
-        overrides = share_concat_ranges(fp32_onnx, range_overrides(matches, ranges))
-        overrides = share_input_range(fp32_onnx, overrides, *input_range(cfg.crop))
+    overrides = _ort_overrides(fp32_onnx, folded, ranges, calib, cfg) if ranges else None
     written = []
     variants = [(False, "ptq_int8.onnx")] + ([(True, "ptq_int8_pc.onnx")] if pcfg.also_per_channel else [])
     for per_channel, fname in variants:
@@ -250,6 +243,41 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
                                                    "per-channel" if per_channel else "per-tensor", t))
         written.append(path)
     return written
+
+
+def _ort_overrides(onnx_path: str, folded, ranges, calib, cfg) -> Dict[str, list]:
+    """ORT TensorQuantOverrides carrying `ranges` ({Keras layer of `folded`: (min, max)}) onto the
+    ONNX export of `folded`, plus the concat sharing and the crop contract's input range."""
+    from quant.onnx_ranges import match_tensors, range_overrides, share_concat_ranges, share_input_range
+    from quant.scheme import input_range
+
+    matches = match_tensors(onnx_path, folded, sorted(ranges), calib, cfg.crop)
+    overrides = share_concat_ranges(onnx_path, range_overrides(matches, ranges))
+    return share_input_range(onnx_path, overrides, *input_range(cfg.crop))
+
+
+def _qat_onnx(run_dir: str, folded, ranges, calib, cfg, pcfg: PtqConfig, xcfg: ExportConfig):
+    """(RUN/qat_int8.onnx, settings): ORT's static QDQ of the QAT-tuned, BN-folded float network
+    with every activation range the QAT learned (TensorQuantOverrides).
+
+    ORT rather than a conversion of qat_int8.tflite: that file's full 8-bit weights need ORT's
+    U8U8 kernels to stay exact on AVX2 without VNNI, a generic path 3-5x slower than the U8S8
+    one; ORT's own 7-bit weights (reduce_range, as for PTQ) cost nothing measurable."""
+    from quant import ptq as P
+    from quant.export import onnx_model
+    from quant.onnx_save import save_onnx
+
+    float_onnx = save_onnx(onnx_model(folded, xcfg.onnx_opset, cfg.crop),
+                           R.artifact(run_dir, ".qat_float.onnx"))
+    names = {layer.name for layer in folded.layers}  # the pose head's ranges have no tensor here
+    ranges = {k: v for k, v in ranges.items() if k in names}
+    overrides = _ort_overrides(float_onnx, folded, ranges, calib, cfg)
+    path = R.artifact(run_dir, "qat_int8.onnx")
+    settings = P.ort_static(float_onnx, path, calib[:ORT_GIVEN_CROPS], cfg.crop, False, pcfg.ort_reduce_range,
+                            pcfg.ort_calibrate_method, pcfg.act_percentile, pcfg.ort_weight_type, overrides)
+    settings["calibration"] = "activation ranges learned by QAT (%d tensors given)" % len(overrides)
+    settings["granularity"] = "per-tensor"
+    return path, settings
 
 
 def _equalized_onnx(run_dir: str, folded, cfg, xcfg: ExportConfig) -> str:
@@ -337,30 +365,29 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
     _check_parity(run_dir, key, tfl, fp32_ref, crops, cfg.crop, None, log,
                   {"vs_fake_quant_max_abs_diff": float(np.abs(fq - _infer(tfl, crops, cfg.crop)).max())})
     log("wrote %s (%.3f MB)" % (tfl, os.path.getsize(tfl) / 1e6))
+    from quant.files import write_with
+    from quant.qat import landmark_model
+
+    folded = landmark_model(float_folded_model(result["qtrain"], result["folded"]))
+    h5 = R.artifact(run_dir, stem + "_float.h5")
+    write_with(h5, lambda tmp: folded.save(tmp, save_format="h5", include_optimizer=False))
+    log("wrote %s (QAT-tuned float weights, BN folded: input for vai_q)" % h5)
     if onnx and scheme == "default":
-        from quant.onnx_qdq import int8_onnx
+        from quant.ranges import current_ranges
 
         t0 = time.perf_counter()
-        onx = int8_onnx(tfl, R.artifact(run_dir, stem + ".onnx"), xcfg.onnx_opset)
+        onx, settings = _qat_onnx(run_dir, folded, current_ranges(result["qtrain"]), calib, cfg, pcfg, xcfg)
         t_onx = time.perf_counter() - t0
         key = R.artifact_key(onx)
-        R.record_quant(run_dir, key, _artifact_entry(onx, t_train + t_tfl + t_onx, format="onnx",
-                                                     opset=xcfg.onnx_opset, made_from=os.path.basename(tfl),
-                                                     onnx_types="U8U8 QDQ", **common))
+        R.record_quant(run_dir, key, _artifact_entry(onx, t_train + t_onx, opset=xcfg.onnx_opset,
+                                                     **dict(common, **settings)))
         extra = ort_kernel_check(onx, crops, cfg.crop)
         diff = _infer(tfl, crops, cfg.crop) - _infer(onx, crops, cfg.crop)
         extra["vs_tflite_max_abs_diff"] = float(np.abs(diff).max())
         _check_parity(run_dir, key, onx, fp32_ref, crops, cfg.crop, None, log, extra)
-        log("wrote %s (%.3f MB, from %s)" % (onx, os.path.getsize(onx) / 1e6, os.path.basename(tfl)))
+        log("wrote %s (%.3f MB, QDQ U8S8, the QAT weights and activation ranges)"
+            % (onx, os.path.getsize(onx) / 1e6))
         written.append(onx)
-    folded = float_folded_model(result["qtrain"], result["folded"])
-    from quant.qat import landmark_model
-
-    h5 = R.artifact(run_dir, stem + "_float.h5")
-    from quant.files import write_with
-
-    write_with(h5, lambda tmp: landmark_model(folded).save(tmp, save_format="h5", include_optimizer=False))
-    log("wrote %s (QAT-tuned float weights, BN folded: input for vai_q)" % h5)
     if evaluate:
         _evaluate(run_dir, written, cfg, log)
         if scheme == "pof2":

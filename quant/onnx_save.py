@@ -1,6 +1,6 @@
 """Writing ONNX models: short tensor names, checked, atomic (quant.files).
 
-Both the float export (quant.export) and the INT8 converters (quant.onnx_qdq, quant.ptq) save
+Both the float export (quant.export) and the INT8 quantizer (quant.ptq) save
 through here, so neither needs the other.
 """
 from typing import Dict

@@ -11,7 +11,8 @@ by the crop contract exactly as the runtime does.
     activations and 7-bit S8 weights (U8S8 reduce_range), per tensor and per channel: this
     CPU's AVX2 U8S8 kernels saturate int16 pair sums with full-range int8 weights
     (docs/stack-notes.md), and U8U8 (8 bits, no saturation) runs a slow generic path
-    (quant/config.py has the numbers). `kernel_vs_qdq_float` in parity.json compares ORT's
+    (quant/config.py has the numbers; on AVX-512 VNNI both are exact, and U8S8 is
+    still the fast one). `kernel_vs_qdq_float` in parity.json compares ORT's
     integer kernels with the same graph computed in float.
 """
 from typing import Any, Dict, Iterator, List, Optional

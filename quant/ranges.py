@@ -36,6 +36,16 @@ def quantized_outputs(qmodel) -> List[Tuple[object, str]]:
     return out
 
 
+def current_ranges(qmodel) -> Dict[str, Tuple[float, float]]:
+    """{float layer name: (min, max)} of the activation ranges `qmodel`'s quantizers hold now
+    (after QAT: the learned ones), for every quantized output."""
+    out = {}
+    for wrapper, name in quantized_outputs(qmodel):
+        v = wrapper._output_quantizer_vars
+        out[name] = (float(v["min_var"].numpy()), float(v["max_var"].numpy()))
+    return out
+
+
 def layer_probe(float_model, names: List[str]):
     """A Keras model returning the named layers' outputs of `float_model` (in that order)."""
     keras = get_keras()

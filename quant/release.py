@@ -39,13 +39,14 @@ MODEL_FILES: Tuple[Tuple[str, str, str], ...] = (
     ("ptq_int8.tflite", "PTQ INT8", "TFLite"),
     ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ (U8S8, 7-bit weights)"),
     ("qat_int8.tflite", "QAT INT8", "TFLite"),
-    ("qat_int8.onnx", "QAT INT8", "ONNX QDQ"),
+    ("qat_int8.onnx", "QAT INT8", "ONNX QDQ (U8S8, 7-bit weights)"),
 )
-#: Which file each host engine runs (bundle "models"). ONNX Runtime is the default host engine
-#: (runtime.bundle.HOST_ORDER): its INT8 path is PTQ with 7-bit weights (QAT's ONNX keeps U8U8, ORT's slow
-#: path). `--backend tflite` runs the QAT model, the better one on validation in the first release.
-HOST_MODELS = {"onnx": "ptq_int8.onnx", "tflite": "qat_int8.tflite", "keras": "fp32.h5"}
-DEFAULT_INT8 = HOST_MODELS["onnx"]
+#: The files each host engine may run (bundle "models"), first = the choice when validation cannot
+#: decide. ONNX Runtime is the default host engine (runtime.bundle.HOST_ORDER); both INT8 ONNX files
+#: are ORT U8S8 QDQ (its fast kernels), so accuracy on the validation split decides (host_models).
+HOST_CANDIDATES = {"onnx": ("ptq_int8.onnx", "qat_int8.onnx"),
+                   "tflite": ("qat_int8.tflite", "ptq_int8.tflite"),
+                   "keras": ("fp32.h5",)}
 #: DPU emulation rows copied from the run's metrics.json (no file: a fake-quant Keras model).
 EMULATIONS = (("ptq_pof2_dpu", "PTQ pof2 (DPU emulation)"), ("qat_pof2_dpu", "QAT pof2 (DPU emulation)"))
 #: Extra files copied when the run has them: ptq_pof2.tflite is the DPU's power-of-two PTQ as a
@@ -58,7 +59,7 @@ MISSING_HINT = {
     "ptq_int8.tflite": "flm quantize ptq --run RUN",
     "ptq_int8.onnx": "flm export onnx --run RUN && flm quantize ptq --run RUN",
     "qat_int8.tflite": "flm quantize qat --run RUN",
-    "qat_int8.onnx": "flm export onnx --run RUN && flm quantize qat --run RUN",
+    "qat_int8.onnx": "flm quantize qat --run RUN",
     "config.json": "flm train --run RUN",
 }
 
@@ -180,10 +181,32 @@ def lineage(tr: Dict[str, Any]) -> Tuple[int, float]:
     return epochs, seconds
 
 
-def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: str) -> Dict[str, Any]:
+def host_models(models: Dict[str, Dict[str, Any]]) -> Dict[str, str]:
+    """{engine: file} -- per engine, the candidate with the lowest validation NME among the scored
+    `models` (evaluate_release_models); the first candidate when none has a validation score."""
+    out = {}
+    for engine, candidates in HOST_CANDIDATES.items():
+        scored = [c for c in candidates if (models.get(c) or {}).get("val_nme") is not None]
+        out[engine] = min(scored, key=lambda c: models[c]["val_nme"]) if scored else candidates[0]
+    return out
+
+
+def run_default_int8(run_dir: str) -> str:
+    """The INT8 ONNX a release of `run_dir` will default to, from the run's own validation scores
+    (metrics.json): scripts/release_full.sh measures tracking and video on that file."""
+    scores = read_metrics(run_dir)
+    models = {}
+    for f in HOST_CANDIDATES["onnx"]:
+        val = scores.get(kev.artifact_name(os.path.join(run_dir, f), "val"))
+        models[f] = {"val_nme": (val or {}).get("nme")}
+    return host_models(models)["onnx"]
+
+
+def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: str,
+          hosts: Dict[str, str]) -> Dict[str, Any]:
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "crop": cfg.crop.to_dict(),
-            "models": dict(HOST_MODELS), "files": files,
+            "models": dict(hosts), "files": files,
             "release": {"name": name, "source_run": os.path.abspath(run_dir), "created": created}}
 
 
@@ -211,19 +234,22 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
                 shutil.copy2(src, os.path.join(tmp, fname))
         log("scoring the release's models on %d test and %d val faces" % (len(test), len(val or [])))
         models = evaluate_release_models(tmp, cfg.crop, test, val, log)
+        hosts = host_models(models)
+        log("host default: %s (ONNX Runtime), %s (TFLite)%s"
+            % (hosts["onnx"], hosts["tflite"], "" if val else ", no validation to choose by"))
         metrics = {
             "release": name, "test_data": {"root": os.path.basename(os.path.normpath(root)), "split": "test",
                                            "faces": len(test)},
             "val_faces": len(val or []), "models": models,
             "emulation": emulation_rows(read_metrics(run_dir)),
             "training": training_summary(run_dir, cfg), "speed": speed_rows(run_dir),
-            "tracking": tracking, "default_int8": DEFAULT_INT8,
+            "tracking": tracking, "default_int8": hosts["onnx"], "host_models": hosts,
         }
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
         files = {f: {"md5": file_md5(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
                  for f in sorted(os.listdir(tmp))}
-        atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir))
+        atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir, hosts))
         total = sum(r["bytes"] for r in files.values()) + os.path.getsize(os.path.join(tmp, META))
         if total > MAX_BYTES:
             raise ReleaseError("release would be %.1f MB, over the %.0f MB limit" % (total / 2 ** 20,
@@ -264,7 +290,7 @@ def _results_table(metrics: Dict[str, Any]) -> str:
 
 
 def _attribute_table(metrics: Dict[str, Any]) -> str:
-    cols = ["fp32.h5", DEFAULT_INT8]
+    cols = ["fp32.h5", metrics["default_int8"]]
     rows = []
     for attr in ("all",) + tuple(SUBSET_NAMES[a] for a in ATTRIBUTES):  # metrics use WFLW's subset names
         row = [attr]
@@ -275,7 +301,7 @@ def _attribute_table(metrics: Dict[str, Any]) -> str:
             count = a.get("count", count)
             row.append(_pct(a.get("nme")))
         rows.append([row[0], count if count is not None else "–"] + row[1:])
-    return markdown_table(["subset", "faces", "FP32 NME %", "INT8 (%s) NME %%" % DEFAULT_INT8], rows)
+    return markdown_table(["subset", "faces", "FP32 NME %", "INT8 (%s) NME %%" % cols[1]], rows)
 
 
 def _speed_table(speed: Optional[Dict[str, Any]]) -> str:
@@ -346,8 +372,9 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
         "contract is `meta.json[\"crop\"]` (runtime/preprocess.py)." % (cfg.crop.scale, cfg.crop.input_mean,
                                                                       cfg.crop.input_scale),
         "- Files: `fp32.h5` (Keras, built-in layers only: loads in the Vitis AI docker), INT8 PTQ and QAT as "
-        "TFLite and ONNX QDQ. `flm-dpu` runs `%s` by default on a host; `flm vitis quantize|compile|bundle "
-        "--run models/%s` makes the KV260 xmodel." % (DEFAULT_INT8, metrics["release"]), "",
+        "TFLite and ONNX QDQ. `flm-dpu` runs `%s` by default on a host (the INT8 ONNX with the lower "
+        "validation NME); `flm vitis quantize|compile|bundle --run models/%s` makes the KV260 xmodel."
+        % (metrics["default_int8"], metrics["release"]), "",
         "## Data, labels and licences",
     ] + _data_lines(metrics, tr) + [
         "## Training",

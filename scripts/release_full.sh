@@ -3,7 +3,8 @@
 #   scripts/release_full.sh runs/NAME [DATA_ROOT]
 # eval -> exports -> PTQ (TFLite, ORT, pof2) -> QAT -> Table 2 (test + val) -> Table 3 with the PyTorch
 # flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
-# flm release (models/NAME). Each step is a plain flm / flm-dpu command: copy any line to re-run it.
+# flm release (models/NAME), whose host default is the INT8 ONNX with the lower validation NME.
+# Each step is a plain flm / flm-dpu command: copy any line to re-run it.
 set -euo pipefail
 RUN=${1:?usage: scripts/release_full.sh runs/NAME [DATA_ROOT]}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,18 +24,22 @@ step "$BIN/flm" quantize ptq --run "$RUN" --calib 500 --scheme pof2
 step "$BIN/flm" quantize qat --run "$RUN" --epochs "$QAT_EPOCHS"
 step "$BIN/flm" report --run "$RUN"
 step "$BIN/flm" report --run "$RUN" --split val
+# the INT8 ONNX the release will run by default (lower validation NME): tracking and video measure it
+INT8=$RUN/$("$BIN/python" -c "import sys; from quant.release import run_default_int8 as f; print(f(sys.argv[1]))" \
+  "$RUN")
+echo "host default INT8 model: $INT8"
 step "$BIN/flm" bench --run "$RUN" --foreign "$PFLD" --foreign-spec "$SPEC" --foreign-name PFLD_GhostOne \
-  --only ptq_int8 --only ptq_int8_onnx --only qat_int8 --only fp32_tflite --iters 200 --repeats 3
-step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$RUN/ptq_int8.onnx" --data "$DATA" \
+  --only ptq_int8 --only ptq_int8_onnx --only qat_int8 --only qat_int8_onnx --only fp32_tflite --iters 200 --repeats 3
+step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$INT8" --data "$DATA" \
   --json "$RUN/tracking.json" --plot "$RUN/tracking.png"
 step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$PFLD" --foreign-spec "$SPEC" --data "$DATA" \
   --json "$RUN/tracking_pfld.json"
 VIDEO=$RUN/faces_video.mp4
 step "$BIN/python" "$HERE/scripts/make_face_video.py" --out "$VIDEO"
 step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video.jsonl" \
-  --model "$RUN/ptq_int8.onnx"
+  --model "$INT8"
 step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video.jsonl" \
-  --model "$RUN/ptq_int8.onnx" --json "$RUN/faces_video_score.json"
+  --model "$INT8" --json "$RUN/faces_video_score.json"
 step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video_pfld.jsonl" \
   --model "$PFLD" --foreign-spec "$SPEC"
 step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video_pfld.jsonl" \

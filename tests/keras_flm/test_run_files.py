@@ -44,7 +44,7 @@ def _imports(rel_path: str) -> set:
 
 
 @pytest.mark.parametrize("a,b", [("keras_flm/train.py", "keras_flm/run_report.py"),
-                                 ("quant/export.py", "quant/onnx_qdq.py")])
+                                 ("quant/export.py", "quant/ptq.py")])
 def test_no_import_circle(a, b):
     mod = lambda p: p[:-3].replace("/", ".")  # noqa: E731
     assert not (mod(b) in _imports(a) and mod(a) in _imports(b))

@@ -121,24 +121,13 @@ def test_ptq_records_settings_time_and_parity(ptq_done):
     assert "kernel_vs_qdq_float_max_abs_diff" in p["ptq_int8_onnx"]
 
 
-def _activation_grids_tflite(path):
-    from quant.inspect_model import tflite_tensors
-
-    return {(round(float(t["scales"][0]), 9), int(t["zero_points"][0]) + 128) for t in tflite_tensors(path)
-            if not t["constant"] and t["dtype"] == "int8" and t.get("scales")}
-
-
 def test_ort_ptq_quantizes_activations_on_the_tflite_ptq_grids(ptq_done):
     """ORT is given the TFLite PTQ's ranges (quant.onnx_ranges): every activation QuantizeLinear
     of ptq_int8.onnx uses a (scale, zero point) of ptq_int8.tflite (uint8 zero point = int8 + 128)
     -- with its own percentile calibration, ORT's grids matched none of them."""
-    import onnx
-    from onnx import numpy_helper
+    from tests.quant.grids import onnx_activation_grids, tflite_activation_grids
 
     run, _ = ptq_done
-    m = onnx.load(os.path.join(run, "ptq_int8.onnx"))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    ort = {(round(float(inits[n.input[1]]), 9), int(inits[n.input[2]])) for n in m.graph.node
-           if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
-    tfl = _activation_grids_tflite(os.path.join(run, "ptq_int8.tflite"))
+    ort = onnx_activation_grids(os.path.join(run, "ptq_int8.onnx"))
+    tfl = tflite_activation_grids(os.path.join(run, "ptq_int8.tflite"))
     assert len(ort) >= 5 and ort <= tfl, sorted(ort - tfl)

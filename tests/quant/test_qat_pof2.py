@@ -32,7 +32,16 @@ def test_qat_fine_tunes_and_exports_the_landmark_model_only(quant_run):
     q = json.load(open(os.path.join(quant_run, "quant.json")))
     assert q["qat_int8"]["method"] == "qat" and q["qat_int8"]["epochs_run"] == 1
     p = json.load(open(os.path.join(quant_run, "parity.json")))
-    assert p["qat_int8_onnx"]["vs_tflite_max_abs_diff"] < 0.05  # same integers, ORT vs TFLite rounding
+    # ORT re-quantizes the QAT weights (7-bit U8S8, its fast kernels) on the ranges the QAT learned
+    assert p["qat_int8_onnx"]["vs_tflite_max_abs_diff"] < 0.05
+    assert p["qat_int8_onnx"]["kernel_vs_qdq_float_max_abs_diff"] < 0.01
+    from tests.quant.grids import onnx_activation_grids, onnx_weight_types, tflite_activation_grids
+
+    onx = os.path.join(quant_run, "qat_int8.onnx")
+    assert "int8" in onnx_weight_types(onx) and "uint8" not in onnx_weight_types(onx)
+    ort, tfl_grids = onnx_activation_grids(onx), tflite_activation_grids(tfl)
+    assert len(ort) >= 5 and ort <= tfl_grids, sorted(ort - tfl_grids)
+    assert "learned by QAT" in q["qat_int8_onnx"]["calibration"]
     from keras_flm.keras_compat import get_keras
 
     folded = get_keras().models.load_model(os.path.join(quant_run, "qat_int8_float.h5"), compile=False)

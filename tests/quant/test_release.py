@@ -36,6 +36,31 @@ def release_run(quant_run, tmp_path_factory):
     return run
 
 
+def test_host_models_take_the_int8_file_with_the_lower_validation_nme():
+    from quant.release import host_models
+
+    scored = {"ptq_int8.onnx": {"val_nme": 0.0443}, "qat_int8.onnx": {"val_nme": 0.0433},
+              "ptq_int8.tflite": {"val_nme": 0.0444}, "qat_int8.tflite": {"val_nme": 0.0447}}
+    assert host_models(scored) == {"onnx": "qat_int8.onnx", "tflite": "ptq_int8.tflite", "keras": "fp32.h5"}
+    # no validation split: the first candidates (PTQ for ONNX Runtime, QAT for TFLite)
+    unscored = {k: {} for k in scored}
+    assert host_models(unscored) == {"onnx": "ptq_int8.onnx", "tflite": "qat_int8.tflite", "keras": "fp32.h5"}
+
+
+def test_run_default_int8_reads_the_runs_validation_scores(tmp_path):
+    from quant.release import run_default_int8
+
+    for f in ("ptq_int8.tflite", "ptq_int8.onnx", "qat_int8.tflite", "qat_int8.onnx"):
+        (tmp_path / f).write_bytes(b"")
+    scores = {"ptq_int8_onnx_val": {"nme": 0.05}, "qat_int8_onnx_val": {"nme": 0.04},
+              "qat_int8_onnx": {"nme": 0.01}}  # test scores never decide
+    (tmp_path / "metrics.json").write_text(json.dumps(scores))
+    assert run_default_int8(str(tmp_path)) == "qat_int8.onnx"
+    scores["ptq_int8_onnx_val"]["nme"] = 0.03
+    (tmp_path / "metrics.json").write_text(json.dumps(scores))
+    assert run_default_int8(str(tmp_path)) == "ptq_int8.onnx"
+
+
 def test_release_from_a_run(release_run, tmp_path):
     from quant.release import MODEL_FILES, build_release
     from runtime.bundle import file_md5, load_bundle
@@ -50,8 +75,9 @@ def test_release_from_a_run(release_run, tmp_path):
     for f, rec in meta["files"].items():
         assert rec["md5"] == file_md5(os.path.join(path, f))
     b = load_bundle(path)
-    assert b.model_for().endswith("ptq_int8.onnx")  # the host default is the INT8 ONNX
+    assert b.model_for().endswith("ptq_int8.onnx")  # the host default is the INT8 ONNX (a tie: PTQ)
     metrics = json.load(open(os.path.join(path, "metrics.json")))
+    assert metrics["default_int8"] == "ptq_int8.onnx" and metrics["host_models"] == meta["models"]
     fp32, onnx = metrics["models"]["fp32.h5"]["test"], metrics["models"]["ptq_int8.onnx"]["test"]
     assert fp32["count"] == 68 and 0 < fp32["nme"] < 1
     assert abs(fp32["nme"] - onnx["nme"]) < 1e-4  # same weights, two engines

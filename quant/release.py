@@ -166,9 +166,18 @@ def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
     init = cfg.train.init
     if init and os.path.isdir(init):
         prior = read_json(os.path.join(init, METRICS_FILE), {}).get("training")
+        # re-releasing a run over the release it started from: that release's summary is this
+        # run's own (once per earlier re-release), so its start is further down the chain
+        while prior and _same_training(prior, out):
+            prior = prior.get("init_training")
         if prior:
             out["init_training"] = prior
     return out
+
+
+def _same_training(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    keys = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds")
+    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def lineage(tr: Dict[str, Any]) -> Tuple[int, float]:

@@ -136,11 +136,18 @@ def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path
     cfg.train.init = first
     cfg.train.landmark_loss = "wing"
     cfg.save(os.path.join(run, "config.json"))
-    second = build_release(run, "second", str(tmp_path / "models"), log=lambda *_: None)
-    tr = json.load(open(os.path.join(second, "metrics.json")))["training"]
+    state_path = os.path.join(run, "train_state.json")
+    state = json.load(open(state_path))
+    state.update(epochs_done=state["epochs_done"] + 3, train_seconds=state["train_seconds"] + 60.0)
+    json.dump(state, open(state_path, "w"))  # the continued run trained on
     prior = json.load(open(os.path.join(first, "metrics.json")))["training"]
-    assert tr["init_training"] == prior and tr["landmark_loss"] == "wing"
-    epochs, seconds = lineage(tr)
-    assert epochs == tr["epochs_done"] + prior["epochs_done"] > tr["epochs_done"]
-    card = open(os.path.join(second, "MODEL_CARD.md")).read()
-    assert "Wing landmark loss" in card and "In all: %d epochs" % epochs in card
+    # released under a new name, then twice over the release it started from (a re-card): the
+    # lineage counts each sitting once
+    for name in ("second", "first", "first"):
+        released = build_release(run, name, str(tmp_path / "models"), log=lambda *_: None)
+        tr = json.load(open(os.path.join(released, "metrics.json")))["training"]
+        assert tr["init_training"] == prior and tr["landmark_loss"] == "wing", name
+        epochs, seconds = lineage(tr)
+        assert epochs == tr["epochs_done"] + prior["epochs_done"] > tr["epochs_done"], name
+        card = open(os.path.join(released, "MODEL_CARD.md")).read()
+        assert "Wing landmark loss" in card and "In all: %d epochs" % epochs in card

@@ -355,6 +355,7 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
     crops = _parity_crops(run_dir, xcfg)
     fp32_ref = keras_predict(load_keras(R.fp32_path(run_dir)), crops, cfg.crop)
     fq = keras_predict(qinfer, crops, cfg.crop)
+    tfl_out = _infer(tfl, crops, cfg.crop)
     common = dict(method="qat", scheme=scheme, activation=cfg.model.activation, width=cfg.model.width,
                   calib_images=len(calib), fine_tune_s=round(t_train, 3), epochs_run=len(hist["val_nme"]) - 1,
                   best_epoch=hist["best_epoch"], val_nme_before=hist["val_nme"][0],
@@ -363,7 +364,7 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
     key = R.artifact_key(tfl)
     R.record_quant(run_dir, key, _artifact_entry(tfl, t_train + t_tfl, format="tflite", io=pcfg.io, **common))
     _check_parity(run_dir, key, tfl, fp32_ref, crops, cfg.crop, None, log,
-                  {"vs_fake_quant_max_abs_diff": float(np.abs(fq - _infer(tfl, crops, cfg.crop)).max())})
+                  {"vs_fake_quant_max_abs_diff": float(np.abs(fq - tfl_out).max())})
     log("wrote %s (%.3f MB)" % (tfl, os.path.getsize(tfl) / 1e6))
     from quant.files import write_with
     from quant.qat import landmark_model
@@ -382,7 +383,7 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
         R.record_quant(run_dir, key, _artifact_entry(onx, t_train + t_onx, opset=xcfg.onnx_opset,
                                                      **dict(common, **settings)))
         extra = ort_kernel_check(onx, crops, cfg.crop)
-        diff = _infer(tfl, crops, cfg.crop) - _infer(onx, crops, cfg.crop)
+        diff = tfl_out - _infer(onx, crops, cfg.crop)
         extra["vs_tflite_max_abs_diff"] = float(np.abs(diff).max())
         _check_parity(run_dir, key, onx, fp32_ref, crops, cfg.crop, None, log, extra)
         log("wrote %s (%.3f MB, QDQ U8S8, the QAT weights and activation ranges)"

@@ -150,6 +150,10 @@ def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
     return {"machine": bench.get("machine"), "created": bench.get("created"), "rows": rows}
 
 
+#: What a training summary takes from the run's train_state.json; equal values = the same run.
+STATE_KEYS = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
+
+
 def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
     """The run's schedule and outcome; when it started from a release (--init models/NAME), that
     release's own summary rides along as `init_training`, so the card can state the whole lineage
@@ -157,8 +161,7 @@ def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
     from keras_flm.run_files import read_state
 
     st = read_state(run_dir)
-    keep = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
-    out = dict({k: st.get(k) for k in keep}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
+    out = dict({k: st.get(k) for k in STATE_KEYS}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
                lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
                time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
                init=cfg.train.init, landmark_loss=cfg.train.landmark_loss, bn_momentum=cfg.model.bn_momentum,
@@ -176,8 +179,7 @@ def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
 
 
 def _same_training(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    keys = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(a.get(k) == b.get(k) for k in STATE_KEYS)
 
 
 def lineage(tr: Dict[str, Any]) -> Tuple[int, float]:

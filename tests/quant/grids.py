@@ -1,5 +1,7 @@
 """Activation quantization grids of TFLite and QDQ ONNX files, for the tests that compare them."""
-from typing import Set, Tuple
+from typing import Dict, List, Set, Tuple
+
+import numpy as np
 
 Grid = Tuple[float, int]
 
@@ -12,25 +14,23 @@ def tflite_activation_grids(path: str) -> Set[Grid]:
             if not t["constant"] and t["dtype"] == "int8" and t.get("scales")}
 
 
-def onnx_activation_grids(path: str) -> Set[Grid]:
-    """{(scale, zero point)} of every QuantizeLinear on an activation (not on an initializer)."""
+def _nodes_and_initializers(path: str) -> Tuple[List, Dict[str, np.ndarray]]:
     import onnx
     from onnx import numpy_helper
 
     m = onnx.load(path)
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    return {(round(float(inits[n.input[1]]), 9), int(inits[n.input[2]])) for n in m.graph.node
+    return list(m.graph.node), {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+
+
+def onnx_activation_grids(path: str) -> Set[Grid]:
+    """{(scale, zero point)} of every QuantizeLinear on an activation (not on an initializer)."""
+    nodes, inits = _nodes_and_initializers(path)
+    return {(round(float(inits[n.input[1]]), 9), int(inits[n.input[2]])) for n in nodes
             if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
 
 
 def onnx_weight_types(path: str) -> Set[str]:
     """numpy dtype names of the integer initializers DequantizeLinear reads (weights, biases)."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(path)
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    return {str(inits[n.input[0]].dtype) for n in m.graph.node
+    nodes, inits = _nodes_and_initializers(path)
+    return {str(inits[n.input[0]].dtype) for n in nodes
             if n.op_type == "DequantizeLinear" and n.input[0] in inits}
-
-

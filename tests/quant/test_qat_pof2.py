@@ -38,7 +38,8 @@ def test_qat_fine_tunes_and_exports_the_landmark_model_only(quant_run):
     from tests.quant.grids import onnx_activation_grids, onnx_weight_types, tflite_activation_grids
 
     onx = os.path.join(quant_run, "qat_int8.onnx")
-    assert "int8" in onnx_weight_types(onx) and "uint8" not in onnx_weight_types(onx)
+    weight_types = onnx_weight_types(onx)
+    assert "int8" in weight_types and "uint8" not in weight_types
     ort, tfl_grids = onnx_activation_grids(onx), tflite_activation_grids(tfl)
     assert len(ort) >= 5 and ort <= tfl_grids, sorted(ort - tfl_grids)
     assert "learned by QAT" in q["qat_int8_onnx"]["calibration"]

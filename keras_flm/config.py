@@ -19,6 +19,9 @@ class ModelConfig:
     activation: str = "relu"  # "relu" (paper) or "relu6" (ablation)
     extra_convs: int = 2  # extra 3x3 Conv-BN-ReLU layers before the pooled head
     extra_channels: int = 64  # their width (scaled by `width`)
+    # S1, the 14x14 map every landmark passes through (PFLD's 16; scaled by `width`). The
+    # published 16 channels is the narrowest point of the network; wider is an flm option.
+    s1_channels: int = 16
     aux_pose_head: bool = True
     num_points: int = 98
     # Keras' default BN momentum (0.99) makes the moving statistics lag far behind the
@@ -31,6 +34,8 @@ class ModelConfig:
             raise ValueError("activation must be 'relu' or 'relu6', got %r" % (self.activation,))
         if not 0 < self.width <= 4:
             raise ValueError("width must be in (0, 4], got %r" % (self.width,))
+        if self.s1_channels < 1:
+            raise ValueError("s1_channels must be >= 1, got %r" % (self.s1_channels,))
         if self.extra_convs < 0:
             raise ValueError("extra_convs must be >= 0, got %r" % (self.extra_convs,))
 

@@ -6,7 +6,7 @@ Only built-in Keras layers, no Lambda/Rescaling: the H5 must load with plain
 
 Layout (width 1.0, 112x112x1):
   conv3x3/64 s2 -> dw3x3 -> IR 5x(t2,c64, first s2) [28x28x64, aux branch] -> IR (t2,c128,s2)
-  -> IR 6x(t4,c128) -> IR (t2,c16) = S1 14x14x16
+  -> IR 6x(t4,c128) -> IR (t2,c16) = S1 14x14x16 (s1_channels: 16 as published)
   -> conv3x3/32 s2 -> extra_convs x conv3x3/extra_channels = S2 7x7
   -> conv7x7/128 valid = S3 1x1x128
   head: concat(GAP(S1), GAP(S2), S3) -> 1x1 conv 196 -> Flatten "landmarks"
@@ -70,7 +70,7 @@ def build_training_model(cfg: Optional[ModelConfig] = None):
     x = _inverted_residual(keras, cfg, x, 2, c(128), 2, "block2_0")
     for i in range(6):
         x = _inverted_residual(keras, cfg, x, 4, c(128), 1, "block3_%d" % i)
-    s1 = _inverted_residual(keras, cfg, x, 2, c(16), 1, "block4_0")
+    s1 = _inverted_residual(keras, cfg, x, 2, c(cfg.s1_channels), 1, "block4_0")
 
     s2 = _conv_bn_act(keras, cfg, s1, c(32), 3, 2, "s2")
     for i in range(cfg.extra_convs):

@@ -181,15 +181,38 @@ def resolve_init_weights(path: str) -> str:
     raise ValueError("--init %s: not an .h5 file, and no %s or %s in it" % (path, TRAIN_H5, FP32_H5))
 
 
-def load_init_weights(train_model, path: str) -> str:
-    """Load weights by layer name (an inference-only fp32.h5 leaves the pose head as initialised)."""
+def load_init_weights(train_model, path: str, model_cfg=None) -> str:
+    """Load weights by layer name (an inference-only fp32.h5 leaves the pose head as initialised).
+
+    A source whose config.json describes a narrower S1 (s1_channels) is widened function-preservingly
+    (keras_flm/grow.py), so a wider model starts exactly where the narrow one stopped.
+    """
     h5 = resolve_init_weights(path)
+    src_cfg = _init_model_config(h5)
+    if model_cfg is not None and src_cfg is not None and src_cfg.s1_channels != model_cfg.s1_channels:
+        from keras_flm.grow import grow_into
+
+        source = build_training_model(src_cfg)
+        source.load_weights(h5, by_name=True)
+        try:
+            grown = grow_into(train_model, source)
+        except ValueError as e:
+            raise ValueError("--init %s: cannot widen it into this model (%s)" % (h5, e)) from None
+        print("widened %s (s1_channels %d -> %d): %s"
+              % (h5, src_cfg.s1_channels, model_cfg.s1_channels, ", ".join(grown)), flush=True)
+        return h5
     try:
         train_model.load_weights(h5, by_name=True)
     except ValueError as e:  # shapes differ: another width or point count
         raise ValueError("--init %s does not fit this model (%s): same --width and scheme needed"
                          % (h5, e)) from None
     return h5
+
+
+def _init_model_config(h5: str):
+    """The ModelConfig saved beside an --init .h5 (run or release directory), or None."""
+    cfg_path = os.path.join(os.path.dirname(os.path.abspath(h5)), CONFIG_JSON)
+    return RunConfig.load(cfg_path).model if os.path.isfile(cfg_path) else None
 
 
 def landmark_nme(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -404,7 +427,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         train_model, packed = build_models(cfg)
         init_head_bias(train_model, train_c)  # on --resume, BackupAndRestore then loads the saved weights
         if t.init and not resume:
-            print("starting from the weights of %s" % load_init_weights(train_model, t.init), flush=True)
+            source = load_init_weights(train_model, t.init, cfg.model)
+            print("starting from the weights of %s" % source, flush=True)
         packed.compile(optimizer=make_optimizer(cfg),
                        loss=run_loss(cfg))
 

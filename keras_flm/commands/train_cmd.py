@@ -12,6 +12,9 @@ from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory, e.g. runs/NAME.")
 @click.option("--width", type=float, default=None, help="Width multiplier (default 1.0).")
+@click.option("--s1-channels", type=click.IntRange(min=1), default=None,
+              help="Channels of S1, the 14x14 bottleneck every landmark passes through (default 16, "
+                   "as published). With --init from a narrower model, training starts from its function.")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]), default=None)
 @click.option("--bn-momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="BatchNorm moving-average momentum (default 0.9, PyTorch's 0.1); 0.99 gives steadier "
@@ -47,9 +50,9 @@ from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
                    "eps=2 px: L1-like, fits NME's mean distance better than squared error).")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
-def train(data_root, run_dir, width, activation, bn_momentum, epochs, batch_size, lr, patience, max_images,
-          steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema, init,
-          landmark_loss, resume, overwrite) -> None:
+def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
+          max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema,
+          init, landmark_loss, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -63,7 +66,8 @@ def train(data_root, run_dir, width, activation, bn_momentum, epochs, batch_size
         if not os.path.isfile(cfg_path):
             raise click.ClickException("cannot resume: %s not found" % cfg_path)
         cfg = RunConfig.load(cfg_path)
-        fixed = {"width": width, "activation": activation, "bn_momentum": bn_momentum,
+        fixed = {"width": width, "s1_channels": s1_channels, "activation": activation,
+                 "bn_momentum": bn_momentum,
                  "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
                  "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss}
         changed = [k for k, v in fixed.items() if v is not None]
@@ -76,7 +80,8 @@ def train(data_root, run_dir, width, activation, bn_momentum, epochs, batch_size
     if not data_root:
         raise click.UsageError("--data is required")
     try:
-        override(cfg.model, width=width, activation=activation, bn_momentum=bn_momentum)
+        override(cfg.model, width=width, s1_channels=s1_channels, activation=activation,
+                 bn_momentum=bn_momentum)
         override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,

@@ -20,8 +20,8 @@ def test_demo_smoke_chain(tmp_path):
                           cwd=str(REPO), env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in ("config.json", "fp32.h5", "fp32.onnx", "fp32.tflite", "ptq_int8.tflite", "ptq_int8.onnx",
-                 "qat_int8.tflite", "metrics.json", "report.md", "demo.jsonl", "demo_overlay.mp4",
-                 "bench.json"):
+                 "qat_int8.tflite", "qat_int8.onnx", "metrics.json", "report.md", "demo.jsonl",
+                 "demo_overlay.mp4", "bench.json"):
         assert (run / name).is_file(), name
     assert (run / "bundle" / "meta.json").is_file()
     metrics = json.loads((run / "metrics.json").read_text())

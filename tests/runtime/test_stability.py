@@ -264,7 +264,9 @@ def test_score_video_found_share_nme_and_jitter_by_hand(tmp_path):
     assert nothing["found_share"] == 0 and nothing["nme"] is None and nothing["lost_faces"] == [0, 1]
     assert "2 face(s) found in < 50 %" in S.video_verdict("none", nothing)
     header, rows = S.video_rows({"run": s2})
-    assert rows[-1][0].startswith("one-shot") and rows[0][-1] == "2.000"
+    assert rows[0][-1] == "2.000" and [r[0].split(" (")[0] for r in rows[1:]] == ["one-shot, true box"] * 2
+    # the ratio's denominator is the reference on the found frames, and the table shows that number
+    assert rows[1][1] == "5" and float(rows[1][3]) == pytest.approx(100 * s2["nme"] / 2, abs=0.01)
     assert "FAIL" in S.video_verdict("run", s2)
 
 

@@ -154,11 +154,11 @@ def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
 STATE_KEYS = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
 
 
-def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
-    """The run's schedule and outcome; when it started from a release (--init models/NAME), that
-    release's own summary rides along as `init_training`, so the card can state the whole lineage
-    even after the release it started from is replaced."""
-    from keras_flm.run_files import read_state
+def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str, Any]:
+    """The run's schedule and outcome; when it started from a release (--init models/NAME) or from
+    another run directory, that one's own summary rides along as `init_training`, so the card can
+    state the whole lineage even after the release or run it started from is gone."""
+    from keras_flm.run_files import CONFIG_JSON, read_state
 
     st = read_state(run_dir)
     out = dict({k: st.get(k) for k in STATE_KEYS}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
@@ -169,6 +169,9 @@ def training_summary(run_dir: str, cfg: RunConfig) -> Dict[str, Any]:
     init = cfg.train.init
     if init and os.path.isdir(init):
         prior = read_json(os.path.join(init, METRICS_FILE), {}).get("training")
+        init_cfg = os.path.join(init, CONFIG_JSON)
+        if prior is None and read_state(init) and os.path.isfile(init_cfg) and _depth < 50:
+            prior = training_summary(init, RunConfig.load(init_cfg), _depth + 1)  # a run, not a release
         # re-releasing a run over the release it started from: that release's summary is this
         # run's own (once per earlier re-release), so its start is further down the chain
         while prior and _same_training(prior, out):
@@ -277,9 +280,13 @@ def _lineage_lines(tr: Dict[str, Any]) -> List[str]:
     if not prior:
         return []
     epochs, seconds = lineage(tr)
-    return ["- That start was itself a release: %s epochs (%.1f h)%s. In all: %d epochs, %.1f CPU-hours."
-            % (prior.get("epochs_done"), (prior.get("train_seconds") or 0) / 3600.0,
-               "" if not prior.get("init") else ", from `%s`" % prior["init"], epochs, seconds / 3600.0)]
+    steps, p = [], prior
+    while p:
+        steps.append("%s epochs (%.1f h)%s" % (p.get("epochs_done"), (p.get("train_seconds") or 0) / 3600.0,
+                                               "" if not p.get("init") else ", from `%s`" % p["init"]))
+        p = p.get("init_training")
+    return ["- Before that, newest first: %s. In all: %d epochs, %.1f CPU-hours." % ("; ".join(steps), epochs,
+                                                                                   seconds / 3600.0)]
 
 
 def _pct(v: Optional[float]) -> str:

@@ -151,3 +151,28 @@ def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path
         assert epochs == tr["epochs_done"] + prior["epochs_done"] > tr["epochs_done"], name
         card = open(os.path.join(released, "MODEL_CARD.md")).read()
         assert "Wing landmark loss" in card and "In all: %d epochs" % epochs in card
+
+
+def test_lineage_follows_runs_started_from_runs(release_run, tmp_path):
+    """--init runs/A (a run directory, not a release): the card counts A's sitting and A's own start."""
+    from keras_flm.config import RunConfig
+    from quant.release import build_release, lineage
+
+    first = build_release(release_run, "first", str(tmp_path / "models"), log=lambda *_: None)
+    prior = json.load(open(os.path.join(first, "metrics.json")))["training"]
+    runs = []
+    for i, init in enumerate((first, None)):  # run a starts from the release, run b from run a
+        run = str(tmp_path / ("run%d" % i))
+        shutil.copytree(release_run, run)
+        cfg = RunConfig.load(os.path.join(run, "config.json"))
+        cfg.train.init = init or runs[-1]
+        cfg.save(os.path.join(run, "config.json"))
+        state = json.load(open(os.path.join(run, "train_state.json")))
+        state.update(epochs_done=7 + i, train_seconds=100.0 + i)
+        json.dump(state, open(os.path.join(run, "train_state.json"), "w"))
+        runs.append(run)
+    released = build_release(runs[-1], "second", str(tmp_path / "models"), log=lambda *_: None)
+    tr = json.load(open(os.path.join(released, "metrics.json")))["training"]
+    assert tr["epochs_done"] == 8 and tr["init_training"]["epochs_done"] == 7
+    assert tr["init_training"]["init_training"] == prior
+    assert lineage(tr) == (8 + 7 + prior["epochs_done"], 101.0 + 100.0 + prior["train_seconds"])

@@ -45,7 +45,8 @@ def embed(old: np.ndarray, new: np.ndarray, input_axis: Optional[int],
           rows: Optional[List[Tuple[int, int, int]]] = None) -> np.ndarray:
     """`new` with `old` in its leading slice; new input rows (input_axis) zeroed, new outputs kept.
 
-    `rows` maps blocks of the input axis (concatenated inputs); None maps it as one block.
+    `rows` maps blocks of the input axis (concatenated inputs); None maps it as one block. Without an
+    input axis (per-channel vectors, depthwise kernels) `rows` is unused.
     """
     if old.ndim != new.ndim or any(a > b for a, b in zip(old.shape, new.shape)):
         raise ValueError("cannot grow a weight of shape %s into %s" % (old.shape, new.shape))
@@ -100,8 +101,7 @@ def grow_into(new_model: Any, old_model: Any) -> List[str]:
         new_widths, old_widths = _concat_widths(layer), _concat_widths(src)
         rows = _input_rows(old_widths, new_widths) if new_widths and old_widths else None
         try:
-            layer.set_weights([embed(a, b, _input_axis(layer, b), rows if _input_axis(layer, b) else None)
-                               for a, b in zip(olds, news)])
+            layer.set_weights([embed(a, b, _input_axis(layer, b), rows) for a, b in zip(olds, news)])
         except ValueError as e:
             raise ValueError("layer %s: %s" % (layer.name, e)) from None
         grown.append(layer.name)

@@ -64,6 +64,9 @@ class AugmentConfig:
     lowres_min: float = 0.35  # smallest downscale factor (0.35 = a 39-px face window)
     shade_prob: float = 0.0  # share of crops under a linear light gradient (side lighting)
     shade_strength: float = 0.6  # gradient amplitude: gains run from 1 - s to 1 + s across the crop
+    # Added for turned (large-yaw) faces, which the train list nearly lacks (keras_flm/data/pipeline.py):
+    turn_prob: float = 0.0  # share of crops under the horizontal yaw warp
+    turn_max: float = 0.3  # largest warp a: the face centre moves by up to ~a of the crop's half-width
 
 
 # Named augmentation strengths (`flm train --augment NAME`). "full" is the paper's recipe for
@@ -82,6 +85,9 @@ AUGMENT_PRESETS: Dict[str, Dict[str, Any]] = {
                  gamma=0.5, blur_prob=0.35, blur_sigma=1.8, occlusion_prob=0.4, occlusion_max=0.5,
                  noise_std=6.0, lowres_prob=0.3, lowres_min=0.35, shade_prob=0.3, shade_strength=0.6,
                  cache_margin=2.0),
+    # "full" plus turned faces (the yaw warp: 13 of the 68 test faces are turned >= 30 deg, 8 of the
+    # 4,704 train faces) and wild's wider scale/shift, which the live tracker's re-crops need.
+    "turn": dict(scale_jitter=0.15, shift_jitter=0.12, cache_margin=2.0, turn_prob=0.5, turn_max=0.4),
     "none": dict(rotation_deg=0.0, scale_jitter=0.0, shift_jitter=0.0, flip=False, brightness=0.0,
                  contrast=0.0, gamma=0.0, blur_prob=0.0, occlusion_prob=0.0, noise_std=0.0),
 }

@@ -37,8 +37,9 @@ from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
               help="Augmentation strength (default full, the paper's; light suits short runs on "
                    "synthetic data).")
 @click.option("--oversample", multiple=True, metavar="KEY=N",
-              help="Repeat matching faces N times per epoch; KEY is a WFLW attribute (pose, occlusion, ...) "
-                   "or an image-path prefix (wflw_pseudo/). Repeatable.")
+              help="Repeat matching faces N times per epoch; KEY is a WFLW attribute (pose, occlusion, ...), "
+                   "yaw>=DEGREES (the labels' head yaw either way) or an image-path prefix (wflw_pseudo/). "
+                   "Repeatable.")
 @click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
               help="Weight EMA momentum (default 0 = off); validation and fp32.h5 use the average. BN "
                    "statistics follow the raw weights, so keep the horizon short (e.g. 0.99): 0.998 lagged "

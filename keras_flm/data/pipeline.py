@@ -19,6 +19,18 @@ augmentation, q = p + offset: an integer shift, so the crop equals crop_face's e
 Euler labels follow analytically (runtime/headpose.py convention, roll outermost): the
 content rotates by -theta, so roll -= theta; a flip negates yaw and roll.
 
+Turn (yaw warp). The train faces are nearly all frontal (|yaw| >= 30 deg for 8 of 4,704 by
+runtime.headpose; 13 of the 68 WIDER-style test faces), and a model that never saw a turned
+face predicts a frontal shape on one. A turn foreshortens one half of the face sideways; a
+horizontal warp imitates it: in u = 2x/size - 1 of the output crop, the output column u samples
+the affine-warped column h(u) = u + a (1 - u^2) (crop edges fixed, monotonic for |a| < 0.5;
+outside the crop, where only landmarks go, h continues linearly),
+which moves the face centre by about -a and squeezes the side it moves to. Landmarks follow
+the exact inverse, u = (1 - sqrt(1 - 4a(s - a))) / (2a), and the Euler labels of a turned face
+are recomputed from its new landmarks with runtime.headpose (the cache's own rule), so the
+PFLD pose weight sees the larger yaw. It is not a 3-D turn (no self-occlusion, the nose never
+crosses the far cheek): it teaches the shape of a turned face, not its look.
+
 Model targets are packed into one tensor so a plain Keras loss sees them all:
     y = [landmarks (196, crop-normalised) | euler (3, radians) | attributes (6)].
 """
@@ -46,12 +58,13 @@ def _uniform(tf, shape, limit):
 
 
 def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: CropSpec, training: bool = True,
-                     flip_mask=None, angles_deg=None, scales=None, shifts=None):
+                     flip_mask=None, angles_deg=None, scales=None, shifts=None, turns=None):
     """Warp cached crops (B, S, S) to contract crops (B, size, size) float32 [0, 255].
 
     Returns (images, landmarks crop-normalised (B, 98, 2), euler degrees (B, 3)). The
     optional fixed parameters (flip_mask bool (B,), angles_deg (B,), scales (B,), shifts
-    (B, 2) in crop fractions) replace the random draws: tests pin the geometry with them.
+    (B, 2) in crop fractions, turns (B,) the yaw warp's a, 0 = none) replace the random
+    draws: tests pin the geometry with them.
     """
     import tensorflow as tf
 
@@ -66,6 +79,13 @@ def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: Cro
         shifts = _uniform(tf, [b, 2], aug.shift_jitter if training else 0.0)
     if flip_mask is None:
         flip_mask = (tf.random.uniform([b]) < 0.5) if (training and aug.flip) else tf.zeros([b], tf.bool)
+    may_turn = turns is not None or (training and aug.turn_prob > 0 and aug.turn_max > 0)
+    if turns is None:
+        if training and aug.turn_prob > 0 and aug.turn_max > 0:
+            turns = tf.where(tf.random.uniform([b]) < aug.turn_prob, _uniform(tf, [b], aug.turn_max), 0.0)
+        else:
+            turns = tf.zeros([b])
+    turns = tf.cast(turns, tf.float32)
     theta = tf.cast(angles_deg, tf.float32) * (math.pi / 180.0)
     s = tf.cast(scales, tf.float32)
     f = tf.where(flip_mask, -1.0, 1.0)
@@ -79,8 +99,8 @@ def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: Cro
     by = big / 2.0 + t[:, 1] - (a10 * c + a11 * c)
     zeros = tf.zeros_like(a00)
     transforms = tf.stack([a00, a01, bx, a10, a11, by, zeros, zeros], axis=1)
-    out = tf.numpy_function(lambda im, tr: _warp_batch(im, tr, spec.size, spec.pad_value),
-                            [tf.cast(images, tf.uint8), transforms], tf.uint8, stateful=False)
+    out = tf.numpy_function(lambda im, tr, tu: _warp_batch(im, tr, spec.size, spec.pad_value, tu),
+                            [tf.cast(images, tf.uint8), transforms, turns], tf.uint8, stateful=False)
     out = tf.cast(tf.ensure_shape(out, [None, spec.size, spec.size]), tf.float32)
 
     # Landmarks: p = c + A^-1 (q - C - t), A^-1 = (1/s) F R(-theta)
@@ -93,25 +113,72 @@ def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: Cro
     py = c + ry / s[:, None]
     pts = tf.stack([px, py], axis=-1) / size
     pts = tf.where(flip_mask[:, None, None], tf.gather(pts, list(MIRROR), axis=1), pts)
+    turned = tf.abs(turns) > 1e-6
+    pts = tf.concat([turn_points(tf, pts[..., :1], turns[:, None, None]), pts[..., 1:]], axis=-1)
 
     e = tf.cast(euler_deg, tf.float32)
     pitch, yaw, roll = e[:, 0], e[:, 1], e[:, 2] - tf.cast(angles_deg, tf.float32)
     yaw = tf.where(flip_mask, -yaw, yaw)
     roll = tf.where(flip_mask, -roll, roll)
     roll = tf.math.floormod(roll + 180.0, 360.0) - 180.0
-    return out, pts, tf.stack([pitch, yaw, roll], axis=1)
+    eul = tf.stack([pitch, yaw, roll], axis=1)
+    if may_turn:
+        eul = tf.numpy_function(lambda p, e0, m: _turned_euler(p, e0, m, spec.size), [pts, eul, turned],
+                                tf.float32, stateful=False)
+        eul = tf.ensure_shape(eul, [None, 3])
+    return out, pts, eul
 
 
-def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value: int) -> np.ndarray:
+def turn_points(xp, x, a):
+    """Forward yaw warp of crop-normalised x (any shape broadcasting with a): the inverse of
+    the sampling map h(u) = u + a (1 - u^2), u = 2x - 1 (module docstring). xp is numpy or tf."""
+    s = 2.0 * x - 1.0
+    small = xp.abs(a) < 1e-6
+    safe = xp.where(small, xp.ones_like(a), a)
+    root = xp.sqrt(xp.maximum(1.0 - 4.0 * safe * (xp.minimum(xp.maximum(s, -1.0), 1.0) - safe), 0.0))
+    u = xp.where(small, s, (1.0 - root) / (2.0 * safe))
+    # outside the crop h continues as a straight line with its edge slope 1 -+ 2a, so points that
+    # zoom or shift left outside the crop keep an exact, monotonic label
+    u = xp.where(s > 1.0, 1.0 + (s - 1.0) / (1.0 - 2.0 * a), u)
+    u = xp.where(s < -1.0, -1.0 + (s + 1.0) / (1.0 + 2.0 * a), u)
+    return (u + 1.0) / 2.0
+
+
+def _turned_euler(pts: np.ndarray, euler: np.ndarray, turned: np.ndarray, size: int) -> np.ndarray:
+    """Euler labels of turned faces recomputed from their warped landmarks (runtime.headpose, on
+    the contract crop's pixels like the cache); the others keep their analytic labels."""
+    from runtime.headpose import euler_from_landmarks
+
+    out = np.array(euler, np.float32)
+    for i in np.flatnonzero(turned):
+        out[i] = euler_from_landmarks(pts[i] * size, (size, size))
+    return out
+
+
+def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value: int,
+                turns: Optional[np.ndarray] = None) -> np.ndarray:
     """cv2.warpAffine per image (dst -> src maps): ~20x faster than TF's projective transform on CPU,
-    the same bilinear fixed-point sampling as runtime.preprocess.crop_face, and it releases the GIL."""
+    the same bilinear fixed-point sampling as runtime.preprocess.crop_face, and it releases the GIL.
+    A turned image (turns[i] != 0) is one cv2.remap through the yaw warp composed with its affine."""
     import cv2
 
     out = np.empty((images.shape[0], size, size), np.uint8)
+    grid = np.arange(size, dtype=np.float32)
     for i in range(images.shape[0]):
         m = transforms[i, :6].reshape(2, 3).astype(np.float64)
-        cv2.warpAffine(images[i], m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=pad_value)
+        a = 0.0 if turns is None else float(turns[i])
+        if abs(a) <= 1e-6:
+            cv2.warpAffine(images[i], m, (size, size), dst=out[i],
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=pad_value)
+            continue
+        u = 2.0 * grid / size - 1.0  # pixel x -> u, the same normalisation as the landmarks' x
+        hx = ((u + a * (1.0 - u * u)) + 1.0) * (size / 2.0)
+        xx, yy = hx[None, :], grid[:, None]
+        mapx = (m[0, 0] * xx + m[0, 1] * yy + m[0, 2]).astype(np.float32)
+        mapy = (m[1, 0] * xx + m[1, 1] * yy + m[1, 2]).astype(np.float32)
+        cv2.remap(images[i], mapx, mapy, cv2.INTER_LINEAR, dst=out[i], borderMode=cv2.BORDER_CONSTANT,
+                  borderValue=pad_value)
     return out
 
 
@@ -224,12 +291,29 @@ def pack_targets(landmarks, euler_deg, attributes):
                       tf.cast(attributes, tf.float32)], axis=1)
 
 
+#: Oversampling key prefix for a label-yaw threshold in degrees ("yaw>=20").
+YAW_RULE = "yaw>="
+
+
+def _yaw_threshold(key: str) -> float:
+    try:
+        deg = float(key[len(YAW_RULE):])
+    except ValueError:
+        raise ValueError("oversample rule %r: expected %sDEGREES, e.g. yaw>=20" % (key, YAW_RULE)) from None
+    if not 0.0 <= deg < 90.0:
+        raise ValueError("oversample rule %r: the yaw threshold must be in [0, 90) degrees" % key)
+    return deg
+
+
 def oversample_counts(cache: CropCache, rules: Dict[str, int]) -> np.ndarray:
     """Per-face repeat counts (N,) int: the largest factor among the rules a face matches.
 
     A rule key that names a WFLW attribute (runtime.landmarks.ATTRIBUTES, e.g. "pose") matches the
-    faces with that flag; any other key is an image-path prefix ("wflw_pseudo/"). Why: the hard,
-    in-the-wild faces are a minority of the train list, and the test faces are all of that kind.
+    faces with that flag; "yaw>=D" the faces whose label yaw (the cache's runtime.headpose angle,
+    the one the PFLD loss weighs) is at least D degrees either way; any other key is an image-path
+    prefix ("wflw_pseudo/"). Why: the hard, in-the-wild faces are a minority of the train list, and
+    the test faces are all of that kind; the "pose" flag of the v2 list marks faces the v1 labels
+    called turned, 133 of 4,704, of which few are turned by the v2 labels' own angle.
     """
     counts = np.ones(len(cache), np.int64)
     for key, factor in (rules or {}).items():
@@ -238,6 +322,8 @@ def oversample_counts(cache: CropCache, rules: Dict[str, int]) -> np.ndarray:
             raise ValueError("oversample factor for %r must be >= 1, got %r" % (key, factor))
         if key in ATTRIBUTES:  # a subset may have no face with the flag: nothing to repeat then
             hit = np.asarray(cache.attributes)[:, ATTRIBUTES.index(key)] > 0
+        elif key.startswith(YAW_RULE):
+            hit = np.abs(np.asarray(cache.euler)[:, 1]) >= _yaw_threshold(key)
         else:
             hit = np.array([p.startswith(key) for p in cache.rel_paths], bool)
         if not hit.any() and key not in ATTRIBUTES:  # a prefix that matches nothing is a typo

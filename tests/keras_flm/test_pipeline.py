@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_flm.config import AugmentConfig
+from keras_flm.config import AugmentConfig, augment_preset
 from keras_flm.data.cache import CropCache, build_cache, cache_spec
 from keras_flm.data.pipeline import NO_AUGMENT, TARGET_DIMS, augment_geometry, make_dataset, unpack_targets
 from runtime.landmarks import MIRROR
@@ -212,3 +212,78 @@ def test_oversample_counts_by_attribute_and_path_prefix(faces):
         oversample_counts(cache, {prefix: 0})
     ds = make_dataset(cache, 1, NO_AUGMENT, SPEC, training=False, counts=counts)
     assert sum(1 for _ in ds) == int(counts.sum())
+
+
+# ------------------------------------------------------------------ turned faces ("turn" preset)
+def test_turn_points_invert_the_sampling_map():
+    from keras_flm.data.pipeline import turn_points
+
+    x = np.linspace(-0.2, 1.2, 57)[None, :]
+    a = np.array([[-0.4], [-0.1], [0.0], [0.25], [0.4]])
+    u = 2 * turn_points(np, x, a) - 1  # output position of source x
+    inside = np.abs(u) <= 1
+    outside = np.where(u > 1, 1 + (u - 1) * (1 - 2 * a), -1 + (u + 1) * (1 + 2 * a))
+    h = np.where(inside, u + a * (1 - u * u), outside)
+    assert np.allclose(h, 2 * x - 1, atol=1e-9)  # the sampling map takes it back to x (linear outside)
+    assert np.all(np.diff(u, axis=1) > 0)  # order along the row is kept (no fold)
+    assert np.allclose(turn_points(np, np.array([0.0, 1.0]), 0.4), [0.0, 1.0])  # crop edges fixed
+
+
+@pytest.mark.parametrize("turn, angle, flip", [(0.4, 0.0, False), (-0.3, 20.0, False), (0.25, -10.0, True)])
+def test_turned_landmarks_move_with_the_pixels(turn, angle, flip):
+    cache = _dot_cache({60: (95, 100)})
+    x, pts, _ = _geometry(cache, augment_preset("turn"), flip_mask=tf.constant([flip]),
+                          angles_deg=tf.constant([angle]), scales=tf.constant([1.0]),
+                          shifts=tf.constant([[0.0, 0.0]], tf.float32), turns=tf.constant([turn]))
+    k = MIRROR[60] if flip else 60
+    assert np.abs(_brightest(x[0]) - pts[0, k] * 112).max() <= 1.0
+
+
+def test_turn_squeezes_one_side_and_relabels_yaw(faces):
+    """A positive turn moves the nose toward image-left and narrows that half of the face; the Euler
+    labels of turned faces are the head pose of their new landmarks, the others keep theirs."""
+    from runtime.headpose import euler_from_landmarks
+
+    _, cache = faces
+    b = len(cache)
+    fixed = dict(flip_mask=tf.zeros([b], tf.bool), angles_deg=tf.zeros([b]), scales=tf.ones([b]),
+                 shifts=tf.zeros([b, 2]))
+    turn = augment_preset("turn")
+    _, p0, e0 = _geometry(cache, turn, turns=tf.zeros([b]), **fixed)
+    turns = np.where(np.arange(b) % 2 == 0, 0.35, 0.0).astype(np.float32)
+    _, p1, e1 = _geometry(cache, turn, turns=tf.constant(turns), **fixed)
+    on = turns > 0
+    assert (p1[on, 54, 0] < p0[on, 54, 0] - 0.1).all()  # nose tip moved left by > 11 px
+    left0, left1 = p0[on, 54, 0] - p0[on, 0, 0], p1[on, 54, 0] - p1[on, 0, 0]  # nose to image-left contour
+    right0, right1 = p0[on, 32, 0] - p0[on, 54, 0], p1[on, 32, 0] - p1[on, 54, 0]
+    assert (left1 / right1 < 0.8 * left0 / right0).all()
+    assert np.allclose(p1[on, :, 1], p0[on, :, 1], atol=1e-6)  # a purely horizontal warp
+    assert np.allclose(p1[~on], p0[~on], atol=1e-6) and np.allclose(e1[~on], e0[~on], atol=1e-4)
+    solved = np.array([euler_from_landmarks(p1[i] * 112, 112) for i in np.flatnonzero(on)])
+    assert np.allclose(e1[on], solved, atol=1e-3)
+    assert not np.allclose(e1[on, 1], e0[on, 1], atol=2.0)  # the yaw label did change
+
+
+def test_turn_preset_draws_turns_and_stays_finite(faces98, tmp_path):
+    w = augment_preset("turn")
+    recs = subset(read_annotations(faces98, "train"), 8, seed=2)
+    cache = build_cache(recs, str(faces98), "train", SPEC, w.cache_margin, cache_dir=str(tmp_path),
+                        progress=False)
+    reach = (1 + w.scale_jitter) * 0.5 * (abs(math.cos(math.radians(w.rotation_deg)))
+                                          + abs(math.sin(math.radians(w.rotation_deg)))) + w.shift_jitter
+    assert reach <= w.cache_margin / 2
+    x, y = next(iter(make_dataset(cache, 8, w, SPEC, training=True, seed=3)))
+    assert np.isfinite(x.numpy()).all() and np.isfinite(y.numpy()).all()
+
+
+def test_oversample_by_label_yaw(faces):
+    from keras_flm.data.pipeline import oversample_counts
+
+    _, cache = faces
+    yaw = np.abs(cache.euler[:, 1])
+    th = float(np.sort(yaw)[-3])  # the three most turned faces
+    counts = oversample_counts(cache, {"yaw>=%g" % th: 4})
+    assert np.array_equal(counts, np.where(yaw >= th, 4, 1)) and (counts == 4).sum() == 3
+    for bad in ("yaw>=abc", "yaw>=95"):
+        with pytest.raises(ValueError, match="yaw"):
+            oversample_counts(cache, {bad: 2})

@@ -31,6 +31,7 @@ from keras_flm.config import RunConfig
 from keras_flm.data.cache import CropCache, build_cache
 from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets
 from keras_flm.keras_compat import get_keras
+from keras_flm.lineage import snapshot_init
 from keras_flm.loss import run_loss
 from keras_flm.model import build_training_model, inference_model
 from keras_flm.run_files import CHECKPOINTS, CONFIG_JSON, FP32_H5, LOG_CSV, TRAIN_H5, read_state, write_state
@@ -415,6 +416,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     cfg.data = dict(cfg.data, **summary)
     cfg.versions = versions()
     cfg.save(os.path.join(run_dir, CONFIG_JSON))
+    if cfg.train.init and not resume:  # the start's history, before a rebuilt release replaces it
+        snapshot_init(run_dir, cfg.train.init)
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2

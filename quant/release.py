@@ -18,12 +18,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from keras_flm import evaluate as kev
 from keras_flm.config import RunConfig
+from keras_flm.lineage import lineage, training_summary
 from keras_flm.report_md import (
     METRICS_FILE,
     atomic_write_json,
     atomic_write_text,
     markdown_table,
-    read_json,
     read_metrics,
     replace_path,
     scratch_dir,
@@ -148,51 +148,6 @@ def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
                      "images_per_s_b1": (r.get("images_per_s") or {}).get("1"),
                      "pipeline_fps": r.get("pipeline_fps"), "foreign_spec": r.get("foreign_spec")})
     return {"machine": bench.get("machine"), "created": bench.get("created"), "rows": rows}
-
-
-#: What a training summary takes from the run's train_state.json; equal values = the same run.
-STATE_KEYS = ("epochs_done", "best_epoch", "best_val_nme", "train_seconds", "stop_reason")
-
-
-def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str, Any]:
-    """The run's schedule and outcome; when it started from a release (--init models/NAME) or from
-    another run directory, that one's own summary rides along as `init_training`, so the card can
-    state the whole lineage even after the release or run it started from is gone."""
-    from keras_flm.run_files import CONFIG_JSON, read_state
-
-    st = read_state(run_dir)
-    out = dict({k: st.get(k) for k in STATE_KEYS}, width=cfg.model.width, epochs_cap=cfg.train.epochs,
-               lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
-               time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
-               init=cfg.train.init, landmark_loss=cfg.train.landmark_loss, bn_momentum=cfg.model.bn_momentum,
-               train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"))
-    init = cfg.train.init
-    if init and os.path.isdir(init):
-        prior = read_json(os.path.join(init, METRICS_FILE), {}).get("training")
-        init_cfg = os.path.join(init, CONFIG_JSON)
-        if prior is None and read_state(init) and os.path.isfile(init_cfg) and _depth < 50:
-            prior = training_summary(init, RunConfig.load(init_cfg), _depth + 1)  # a run, not a release
-        # re-releasing a run over the release it started from: that release's summary is this
-        # run's own (once per earlier re-release), so its start is further down the chain
-        while prior and _same_training(prior, out):
-            prior = prior.get("init_training")
-        if prior:
-            out["init_training"] = prior
-    return out
-
-
-def _same_training(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    return all(a.get(k) == b.get(k) for k in STATE_KEYS)
-
-
-def lineage(tr: Dict[str, Any]) -> Tuple[int, float]:
-    """(epochs, training seconds) summed over a release's chain of --init releases."""
-    epochs, seconds = 0, 0.0
-    while tr:
-        epochs += tr.get("epochs_done") or 0
-        seconds += tr.get("train_seconds") or 0.0
-        tr = tr.get("init_training") or {}
-    return epochs, seconds
 
 
 def host_models(models: Dict[str, Dict[str, Any]]) -> Dict[str, str]:

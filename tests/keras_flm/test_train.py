@@ -184,6 +184,11 @@ def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, face
     cfg = RunConfig.load(os.path.join(run, "config.json"))
     assert cfg.train.init == src and cfg.train.ema == 0.9 and cfg.train.oversample == {"pose": 2, "lfw/": 2}
     assert cfg.train.landmark_loss == "wing" and cfg.model.bn_momentum == 0.99
+    # the start's history is snapshotted at training start (keras_flm.lineage), so a card of this run
+    # still counts it once src is gone or rebuilt
+    snap = json.load(open(os.path.join(run, "init_training.json")))
+    src_state = json.load(open(os.path.join(src, "train_state.json")))
+    assert snap["init"] == src and snap["summary"]["epochs_done"] == src_state["epochs_done"] >= 1
     a = keras.models.load_model(os.path.join(src, "fp32.h5"), compile=False)
     b = keras.models.load_model(os.path.join(run, "fp32.h5"), compile=False)
     bns = [la for la in b.layers if la.__class__.__name__ == "BatchNormalization"]

@@ -127,7 +127,8 @@ def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path
     """A run started with --init models/NAME keeps that release's training summary, so the new card
     still tells the whole schedule once the old release is replaced."""
     from keras_flm.config import RunConfig
-    from quant.release import build_release, lineage
+    from keras_flm.lineage import lineage
+    from quant.release import build_release
 
     first = build_release(release_run, "first", str(tmp_path / "models"), log=lambda *_: None)
     run = str(tmp_path / "run")
@@ -156,7 +157,8 @@ def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path
 def test_lineage_follows_runs_started_from_runs(release_run, tmp_path):
     """--init runs/A (a run directory, not a release): the card counts A's sitting and A's own start."""
     from keras_flm.config import RunConfig
-    from quant.release import build_release, lineage
+    from keras_flm.lineage import lineage
+    from quant.release import build_release
 
     first = build_release(release_run, "first", str(tmp_path / "models"), log=lambda *_: None)
     prior = json.load(open(os.path.join(first, "metrics.json")))["training"]
@@ -176,3 +178,35 @@ def test_lineage_follows_runs_started_from_runs(release_run, tmp_path):
     assert tr["epochs_done"] == 8 and tr["init_training"]["epochs_done"] == 7
     assert tr["init_training"]["init_training"] == prior
     assert lineage(tr) == (8 + 7 + prior["epochs_done"], 101.0 + 100.0 + prior["train_seconds"])
+
+
+def test_snapshot_keeps_the_lineage_when_the_start_is_rebuilt(release_run, tmp_path):
+    """A run snapshots its start's history when it starts (init_training.json); rebuilding the
+    release it started from (same name, other weights and history) does not rewrite its card."""
+    from keras_flm.config import RunConfig
+    from keras_flm.lineage import INIT_SNAPSHOT, snapshot_init
+    from quant.release import build_release
+
+    models = str(tmp_path / "models")
+    first = build_release(release_run, "first", models, log=lambda *_: None)
+    prior = json.load(open(os.path.join(first, "metrics.json")))["training"]
+    run = str(tmp_path / "run")
+    shutil.copytree(release_run, run)
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    cfg.train.init = first
+    cfg.save(os.path.join(run, "config.json"))
+    assert snapshot_init(run, first) == prior
+    assert json.load(open(os.path.join(run, INIT_SNAPSHOT)))["init"] == first
+    state = json.load(open(os.path.join(run, "train_state.json")))
+    state.update(epochs_done=5, train_seconds=50.0)
+    json.dump(state, open(os.path.join(run, "train_state.json"), "w"))
+    other = str(tmp_path / "other")  # another sitting, released over "first"
+    shutil.copytree(release_run, other)
+    st = json.load(open(os.path.join(other, "train_state.json")))
+    st.update(epochs_done=99, train_seconds=9999.0)
+    json.dump(st, open(os.path.join(other, "train_state.json"), "w"))
+    build_release(other, "first", models, log=lambda *_: None)
+    assert json.load(open(os.path.join(first, "metrics.json")))["training"]["epochs_done"] == 99
+    released = build_release(run, "second", models, log=lambda *_: None)
+    tr = json.load(open(os.path.join(released, "metrics.json")))["training"]
+    assert tr["epochs_done"] == 5 and tr["init_training"] == prior

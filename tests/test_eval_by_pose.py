@@ -1,0 +1,43 @@
+"""scripts/eval_by_pose.py: the turned-face subset uses the training cache's own yaw, and bad input
+fails with the file named."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime.preprocess import CropSpec
+from runtime.wflw import read_annotations, subset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import eval_by_pose  # noqa: E402
+
+
+def test_label_yaw_is_the_training_caches_yaw(faces98, tmp_path):
+    from keras_flm.data.cache import build_cache
+
+    recs = subset(read_annotations(faces98, "train"), 10, seed=7)
+    cache = build_cache(recs, str(faces98), "train", CropSpec(), 1.75, cache_dir=str(tmp_path),
+                        progress=False)
+    yaw = eval_by_pose.label_yaw(recs, CropSpec())
+    assert np.allclose(yaw, np.abs(cache.euler[:, 1]), atol=1e-3)
+    assert (yaw >= 0).all() and yaw.max() > 1.0
+
+
+def test_table_states_each_subsets_size():
+    row = {k: {"nme": 0.05, "count": n} for k, n in (("val", 470), ("val_lfw", 366), ("val_scenes", 104),
+                                                      ("val_turned", 20), ("val_frontal", 450), ("test", 68),
+                                                      ("test_pose", 13), ("test_other", 55))}
+    row["val_turned"] = {"nme": None, "count": 0}
+    text = eval_by_pose.table({"m.tflite": row}, 15.0)
+    assert "val yaw >= 15 deg (0)" in text and "test pose (13)" in text
+    assert "| m.tflite | 5.00 |" in text and "–" in text
+
+
+def test_missing_files_fail_with_their_names(tmp_path, capsys):
+    assert eval_by_pose.main(["--run", str(tmp_path), "--model", "x.onnx"]) == 2
+    assert "config.json not found" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert eval_by_pose.main(["--run", str(tmp_path), "--model", str(tmp_path / "nope.onnx")]) == 2
+    assert "nope.onnx" in capsys.readouterr().err

@@ -137,8 +137,8 @@ def turn_points(xp, x, a):
     safe = xp.where(small, xp.ones_like(a), a)
     root = xp.sqrt(xp.maximum(1.0 - 4.0 * safe * (xp.minimum(xp.maximum(s, -1.0), 1.0) - safe), 0.0))
     u = xp.where(small, s, (1.0 - root) / (2.0 * safe))
-    # outside the crop h continues as a straight line with its edge slope 1 -+ 2a, so points that
-    # zoom or shift left outside the crop keep an exact, monotonic label
+    # outside the crop h continues as a straight line with its edge slope 1 -+ 2a, so landmarks that
+    # the zoom or shift put outside the crop keep an exact, monotonic label
     u = xp.where(s > 1.0, 1.0 + (s - 1.0) / (1.0 - 2.0 * a), u)
     u = xp.where(s < -1.0, -1.0 + (s + 1.0) / (1.0 + 2.0 * a), u)
     return (u + 1.0) / 2.0

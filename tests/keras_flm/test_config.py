@@ -27,8 +27,19 @@ def test_wild_is_stronger_than_full_and_adds_low_resolution_and_side_light():
     assert wild.cache_margin > full.cache_margin  # room for the wider warps
 
 
+def test_turn_is_full_with_wild_geometry_and_the_yaw_warp():
+    from dataclasses import asdict
+
+    full, wild, turn = augment_preset("full"), augment_preset("wild"), augment_preset("turn")
+    geometry = ("scale_jitter", "shift_jitter", "cache_margin")
+    assert all(getattr(turn, k) == getattr(wild, k) for k in geometry)
+    assert full.turn_prob == 0 < turn.turn_prob and 0 < turn.turn_max < 0.5  # h stays monotonic below 0.5
+    same = {k: v for k, v in asdict(turn).items() if k not in geometry + ("turn_prob", "turn_max")}
+    assert same == {k: v for k, v in asdict(full).items() if k in same}  # photometric: full's
+
+
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match="heavy.*full, light, wild, none"):
+    with pytest.raises(ValueError, match="heavy.*full, light, wild, turn, none"):
         augment_preset("heavy")
 
 

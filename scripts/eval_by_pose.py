@@ -52,8 +52,7 @@ def score(model: str, val: Sequence[Any], test: Sequence[Any], val_yaw: np.ndarr
 
     v = np.asarray(evaluate_model(model, val, spec)["nmes"])
     t = np.asarray(evaluate_model(model, test, spec)["nmes"])
-    rel = [r.image_path.replace(os.sep, "/").split("/WFLW_images/")[-1] for r in val]
-    lfw = np.array([p.startswith("lfw/") for p in rel])
+    lfw = np.array([r.rel_path.startswith("lfw/") for r in val])
     turned = val_yaw >= min_yaw
     pose = np.array([r.attributes[ATTRIBUTES.index("pose")] > 0 for r in test])
     every_v, every_t = np.ones(len(v), bool), np.ones(len(t), bool)
@@ -66,13 +65,12 @@ def table(rows: Dict[str, Dict[str, Dict[str, Any]]], min_yaw: float) -> str:
     cols = [("val", "val"), ("val_lfw", "val LFW"), ("val_scenes", "val scene crops"),
             ("val_turned", "val yaw >= %g deg" % min_yaw), ("val_frontal", "val yaw < %g deg" % min_yaw),
             ("test", "test"), ("test_pose", "test pose"), ("test_other", "test other")]
+    from keras_flm.report_md import markdown_table
+
     first = next(iter(rows.values()))
     head = ["model"] + ["%s (%d)" % (name, first[key]["count"]) for key, name in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for model, r in rows.items():
-        cells = ["%.2f" % (100 * r[k]["nme"]) if r[k]["nme"] is not None else "–" for k, _ in cols]
-        lines.append("| " + " | ".join([model] + cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, [[model] + [None if r[k]["nme"] is None else "%.2f" % (100 * r[k]["nme"])
+                                            for k, _ in cols] for model, r in rows.items()])
 
 
 def main(argv: List[str] = None) -> int:

@@ -79,12 +79,11 @@ def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: Cro
         shifts = _uniform(tf, [b, 2], aug.shift_jitter if training else 0.0)
     if flip_mask is None:
         flip_mask = (tf.random.uniform([b]) < 0.5) if (training and aug.flip) else tf.zeros([b], tf.bool)
-    may_turn = turns is not None or (training and aug.turn_prob > 0 and aug.turn_max > 0)
+    draw_turns = training and aug.turn_prob > 0 and aug.turn_max > 0
+    may_turn = turns is not None or draw_turns
     if turns is None:
-        if training and aug.turn_prob > 0 and aug.turn_max > 0:
-            turns = tf.where(tf.random.uniform([b]) < aug.turn_prob, _uniform(tf, [b], aug.turn_max), 0.0)
-        else:
-            turns = tf.zeros([b])
+        turns = (tf.where(tf.random.uniform([b]) < aug.turn_prob, _uniform(tf, [b], aug.turn_max), 0.0)
+                 if draw_turns else tf.zeros([b]))
     turns = tf.cast(turns, tf.float32)
     theta = tf.cast(angles_deg, tf.float32) * (math.pi / 180.0)
     s = tf.cast(scales, tf.float32)
@@ -164,6 +163,7 @@ def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value
 
     out = np.empty((images.shape[0], size, size), np.uint8)
     grid = np.arange(size, dtype=np.float32)
+    u = 2.0 * grid / size - 1.0  # pixel x -> u, the same normalisation as the landmarks' x
     for i in range(images.shape[0]):
         m = transforms[i, :6].reshape(2, 3).astype(np.float64)
         a = 0.0 if turns is None else float(turns[i])
@@ -172,7 +172,6 @@ def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=pad_value)
             continue
-        u = 2.0 * grid / size - 1.0  # pixel x -> u, the same normalisation as the landmarks' x
         hx = ((u + a * (1.0 - u * u)) + 1.0) * (size / 2.0)
         xx, yy = hx[None, :], grid[:, None]
         mapx = (m[0, 0] * xx + m[0, 1] * yy + m[0, 2]).astype(np.float32)

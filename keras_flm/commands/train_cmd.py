@@ -36,6 +36,9 @@ from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
 @click.option("--augment", type=click.Choice(list(AUGMENT_PRESETS)), default=None,
               help="Augmentation strength (default full, the paper's; light suits short runs on "
                    "synthetic data).")
+@click.option("--augment-set", "augment_set", multiple=True, metavar="FIELD=VALUE",
+              help="Change one field of the augmentation preset, e.g. turn_prob=0.3 or lowres_prob=0.2 "
+                   "(fields: keras_flm/config.py AugmentConfig). Repeatable; written to config.json.")
 @click.option("--oversample", multiple=True, metavar="KEY=N",
               help="Repeat matching faces N times per epoch; KEY is a WFLW attribute (pose, occlusion, ...), "
                    "yaw>=DEGREES (the labels' head yaw either way) or an image-path prefix (wflw_pseudo/). "
@@ -52,8 +55,8 @@ from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
-          max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, oversample, ema,
-          init, landmark_loss, resume, overwrite) -> None:
+          max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, augment_set,
+          oversample, ema, init, landmark_loss, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -70,6 +73,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
         fixed = {"width": width, "s1_channels": s1_channels, "activation": activation,
                  "bn_momentum": bn_momentum,
                  "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
+                 "augment_set": augment_set or None,
                  "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
@@ -78,6 +82,8 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
         data_root = data_root or cfg.data.get("root")
     else:
         cfg = RunConfig(augment=augment_preset(augment or "full"))
+        if augment_set:
+            override(cfg.augment, **parse_augment_set(augment_set, cfg.augment))
     if not data_root:
         raise click.UsageError("--data is required")
     try:
@@ -94,6 +100,35 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                % (state["best_val_nme"], state["best_epoch"], state["epochs_done"],
                   ", stopped by " + state["stop_reason"] if state.get("stop_reason") else "",
                   os.path.join(run_dir, "fp32.h5")))
+
+
+def parse_augment_set(items, augment) -> dict:
+    """("turn_prob=0.3",) -> {"turn_prob": 0.3}, typed like the AugmentConfig field, or a usage
+    error naming the item (unknown field, bad value)."""
+    from dataclasses import fields
+
+    kinds = {f.name: type(getattr(augment, f.name)) for f in fields(augment)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in kinds:
+            raise click.BadParameter("%r: expected FIELD=VALUE with FIELD one of %s"
+                                     % (item, ", ".join(sorted(kinds))), param_hint="--augment-set")
+        kind = kinds[key]
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1")
+            else:
+                out[key] = kind(value)
+        except ValueError:
+            raise click.BadParameter("%r: %s must be a %s" % (item, key, kind.__name__),
+                                     param_hint="--augment-set") from None
+        if kind is not bool and not 0 <= out[key] <= (1 if key.endswith("_prob") else float("inf")):
+            raise click.BadParameter("%r: %s must be %s" % (item, key, "in [0, 1]" if key.endswith("_prob")
+                                                            else ">= 0"), param_hint="--augment-set")
+    return out
 
 
 def _parse_oversample(items) -> dict:

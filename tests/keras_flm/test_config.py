@@ -68,3 +68,35 @@ def test_resume_refuses_changing_loss_or_bn_momentum(tmp_path, flag, value, key)
     RunConfig().save(str(run / "config.json"))
     res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", flag, value])
     assert res.exit_code != 0 and key in res.output
+
+
+def test_augment_set_types_each_field_like_the_config():
+    from keras_flm.commands.train_cmd import parse_augment_set
+
+    got = parse_augment_set(["turn_prob=0.3", "flip=false", "lowres_min=0.5"], augment_preset("turn"))
+    assert got == {"turn_prob": 0.3, "flip": False, "lowres_min": 0.5}
+    assert isinstance(got["turn_prob"], float) and got["flip"] is False
+
+
+@pytest.mark.parametrize("item,message", [("turn=0.3", "FIELD one of blur_prob"),
+                                          ("turn_prob", "expected FIELD=VALUE"),
+                                          ("turn_prob=abc", "turn_prob must be a float"),
+                                          ("turn_prob=1.5", r"turn_prob must be in \[0, 1\]"),
+                                          ("rotation_deg=-5", "rotation_deg must be >= 0"),
+                                          ("flip=maybe", "flip must be a bool")])
+def test_augment_set_names_the_bad_item_and_writes_nothing(tmp_path, item, message):
+    import re
+
+    run = tmp_path / "run"
+    args = ["train", "--run", str(run), "--data", str(tmp_path), "--augment-set", item]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and re.search(message, res.output) and item.split("=")[0] in res.output
+    assert not run.exists()
+
+
+def test_resume_refuses_augment_set(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    RunConfig().save(str(run / "config.json"))
+    res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", "--augment-set", "turn_prob=0.2"])
+    assert res.exit_code != 0 and "augment_set" in res.output

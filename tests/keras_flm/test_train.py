@@ -1,5 +1,6 @@
 """Tiny end-to-end training on faces98: artifacts, loss goes down, resume continues."""
 import csv
+import dataclasses
 import json
 import os
 
@@ -8,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from keras_flm.cli import cli
-from keras_flm.config import RunConfig
+from keras_flm.config import RunConfig, augment_preset
 
 tf = pytest.importorskip("tensorflow")
 
@@ -177,13 +178,14 @@ def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, face
     args = ["train", "--data", str(faces98), "--run", run, "--width", "0.25", "--max-images", "72",
             "--batch-size", "16", "--epochs", "1", "--lr", "1e-12", "--init", src, "--ema", "0.9",
             "--oversample", "pose=2", "--oversample", "lfw/=2", "--augment", "wild", "--cache-dir", cache,
-            "--loss", "wing", "--bn-momentum", "0.99"]
+            "--loss", "wing", "--bn-momentum", "0.99", "--augment-set", "turn_prob=0.25"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "starting from the weights of %s" % os.path.join(src, "train.h5") in res.output
     cfg = RunConfig.load(os.path.join(run, "config.json"))
     assert cfg.train.init == src and cfg.train.ema == 0.9 and cfg.train.oversample == {"pose": 2, "lfw/": 2}
     assert cfg.train.landmark_loss == "wing" and cfg.model.bn_momentum == 0.99
+    assert cfg.augment == dataclasses.replace(augment_preset("wild"), turn_prob=0.25)
     # the start's history is snapshotted at training start (keras_flm.lineage), so a card of this run
     # still counts it once src is gone or rebuilt
     snap = json.load(open(os.path.join(run, "init_training.json")))

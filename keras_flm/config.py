@@ -67,6 +67,10 @@ class AugmentConfig:
     # Added for turned (large-yaw) faces, which the train list nearly lacks (keras_flm/data/pipeline.py):
     turn_prob: float = 0.0  # share of crops under the horizontal yaw warp
     turn_max: float = 0.3  # largest warp a: the face centre moves by up to ~a of the crop's half-width
+    # Added for occluded faces (a neighbour's head, hair, a hand: the WIDER test faces that drift
+    # under re-cropping): share of occluders cut from another crop of the batch (a face, hair or
+    # background patch, shifted) as an ellipse or a rectangle, instead of a flat grey rectangle
+    occlusion_texture: float = 0.0
 
 
 # Named augmentation strengths (`flm train --augment NAME`). "full" is the paper's recipe for

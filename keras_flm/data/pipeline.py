@@ -245,17 +245,41 @@ def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
     if aug.brightness > 0:
         x = x + 255.0 * _uniform(tf, [b, 1, 1], aug.brightness)
     if aug.occlusion_prob > 0 and aug.occlusion_max > 0:
-        n = float(spec.size)
-        wh = tf.random.uniform([b, 2], 0.1, aug.occlusion_max) * n
-        centre = tf.random.uniform([b, 2], 0.0, n)
-        grid = tf.range(n, dtype=tf.float32)
-        inx = tf.abs(grid[None, :] - centre[:, 0:1]) <= wh[:, 0:1] / 2  # (B, W)
-        iny = tf.abs(grid[None, :] - centre[:, 1:2]) <= wh[:, 1:2] / 2  # (B, H)
-        on = tf.random.uniform([b, 1, 1]) < aug.occlusion_prob
-        mask = tf.logical_and(on, tf.logical_and(iny[:, :, None], inx[:, None, :]))
-        fill = tf.random.uniform([b, 1, 1], 0.0, 255.0)
-        x = tf.where(mask, fill, x)
+        x = _occlude(tf, x, b, aug, spec)
     return x
+
+
+def _occlude(tf, x, b, aug: AugmentConfig, spec: CropSpec):
+    """Occluders on a share occlusion_prob of the crops: a flat grey rectangle, or (a share
+    occlusion_texture of them) a patch of the next crop in the batch, taken at a random place,
+    as an ellipse or a rectangle. Landmarks keep their places: hidden points are still labelled
+    where they are, which is what a tracker needs on a face half behind a neighbour's head."""
+    n = float(spec.size)
+    wh = tf.random.uniform([b, 2], 0.1, aug.occlusion_max) * n
+    centre = tf.random.uniform([b, 2], 0.0, n)
+    grid = tf.range(n, dtype=tf.float32)
+    dx = (grid[None, :] - centre[:, 0:1]) / (wh[:, 0:1] / 2)  # (B, W), -1..1 across the occluder
+    dy = (grid[None, :] - centre[:, 1:2]) / (wh[:, 1:2] / 2)  # (B, H)
+    rect = tf.logical_and(tf.abs(dy)[:, :, None] <= 1, tf.abs(dx)[:, None, :] <= 1)
+    on = tf.random.uniform([b, 1, 1]) < aug.occlusion_prob
+    fill = tf.broadcast_to(tf.random.uniform([b, 1, 1], 0.0, 255.0), tf.shape(x))
+    mask = rect
+    if aug.occlusion_texture > 0:
+        textured = tf.random.uniform([b, 1, 1]) < aug.occlusion_texture
+        ellipse = tf.square(dy)[:, :, None] + tf.square(dx)[:, None, :] <= 1
+        round_ = tf.random.uniform([b, 1, 1]) < 0.5
+        mask = tf.where(tf.logical_and(textured, round_), ellipse, rect)
+        # the patch: the next crop of the batch shifted so a random point of it lands on the centre
+        src = tf.random.uniform([b, 2], 0.0, n)
+        shift = src - centre
+        transforms = tf.concat([tf.ones([b, 1]), tf.zeros([b, 1]), shift[:, 0:1], tf.zeros([b, 1]),
+                                tf.ones([b, 1]), shift[:, 1:2], tf.zeros([b, 2])], axis=1)
+        other = tf.roll(x, shift=1, axis=0)[:, :, :, None]
+        patch = tf.raw_ops.ImageProjectiveTransformV3(
+            images=other, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
+            interpolation="NEAREST", fill_mode="REFLECT")[:, :, :, 0]
+        fill = tf.where(textured, patch, fill)
+    return tf.where(tf.logical_and(on, mask), fill, x)
 
 
 def _shade_gain(tf, b, h: int, w: int, aug: AugmentConfig):

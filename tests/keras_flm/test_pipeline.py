@@ -167,6 +167,54 @@ def test_side_light_is_a_smooth_gain_that_moves_no_pixel():
     assert abs(ys.mean() - 42.5) < 1.0 and abs(xs.mean() - 72.5) < 1.0
 
 
+def _occluded(out, img):
+    """Per crop: (changed-pixel mask, values there)."""
+    return [(o != i, o[o != i]) for o, i in zip(out, img)]
+
+
+def test_flat_occluders_are_grey_rectangles():
+    tf.random.set_seed(3)
+    img = np.stack([np.full((112, 112), 10.0 * (k + 1), np.float32) for k in range(8)])
+    for changed, values in _occluded(_photometric(img, occlusion_prob=1.0, occlusion_max=0.4), img):
+        ys, xs = np.nonzero(changed)
+        assert len(ys) and np.ptp(values) < 1e-4  # one flat grey
+        assert changed[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()  # a filled rectangle
+
+
+def test_textured_occluders_are_patches_of_another_crop_in_ellipses_and_rectangles():
+    """Crop k is the flat value 10 (k + 1): a patch of the next crop in the batch (the batch rolled
+    by one) has crop k - 1's value, and no pixel outside the occluder changes."""
+    tf.random.set_seed(4)
+    n = 16
+    img = np.stack([np.full((112, 112), 10.0 * (k + 1), np.float32) for k in range(n)])
+    out = _photometric(img, occlusion_prob=1.0, occlusion_max=0.5, occlusion_texture=1.0)
+    fill_ratio = []
+    for k, (changed, values) in enumerate(_occluded(out, img)):
+        ys, xs = np.nonzero(changed)
+        assert len(ys) > 20
+        assert np.allclose(values, 10.0 * ((k - 1) % n + 1))
+        fill_ratio.append(changed.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)))
+    fill_ratio = np.array(fill_ratio)
+    assert (fill_ratio > 0.99).any() and (fill_ratio < 0.85).any()  # rectangles and ellipses (pi/4)
+
+
+def test_textured_occluder_patch_comes_from_a_random_place():
+    """On a horizontal ramp the patch's values tell where in the other crop it was cut: the draws
+    differ, so the occluder is not always the same region of its neighbour."""
+    tf.random.set_seed(5)
+    ramp = np.tile(np.linspace(0.0, 250.0, 112, dtype=np.float32), (112, 1))
+    img = np.stack([ramp + 1.0 * k for k in range(8)])  # crop k's values carry k in the fraction
+    out = _photometric(img, occlusion_prob=1.0, occlusion_max=0.4, occlusion_texture=1.0)
+    offsets = []
+    for k in range(8):
+        changed = out[k] != img[k]
+        ys, xs = np.nonzero(changed)
+        src = out[k][changed] - 1.0 * ((k - 1) % 8)  # back on the ramp
+        assert np.allclose(np.round(src / (250.0 / 111)) * (250.0 / 111), src, atol=1e-3)
+        offsets.append(np.median(src / (250.0 / 111) - xs))
+    assert np.ptp(offsets) > 10
+
+
 def test_wild_preset_warps_stay_inside_its_cached_margin():
     from keras_flm.config import augment_preset
 

@@ -179,6 +179,32 @@ class RunConfig:
         return cls.from_dict(read_json(path))
 
 
+def describe_augment(aug: AugmentConfig) -> str:
+    """One line a model card can print: the recipe's magnitudes, and the share of crops each
+    random effect touches (a preset name alone says nothing once --augment-set changed a field)."""
+    pct = lambda v: "%g %%" % round(100 * v, 1)  # noqa: E731
+    parts = ["rotation ±%g°" % aug.rotation_deg, "scale ±%s" % pct(aug.scale_jitter),
+             "shift ±%s" % pct(aug.shift_jitter)]
+    if aug.flip:
+        parts.append("mirror")
+    parts.append("brightness ±%g, contrast ±%g, gamma ±%g" % (aug.brightness, aug.contrast, aug.gamma))
+    if aug.noise_std > 0:
+        parts.append("noise σ ≤ %g" % aug.noise_std)
+    if aug.blur_prob > 0:
+        parts.append("blur on %s (σ ≤ %g px)" % (pct(aug.blur_prob), aug.blur_sigma))
+    if aug.lowres_prob > 0:
+        parts.append("low resolution on %s (down to %g×)" % (pct(aug.lowres_prob), aug.lowres_min))
+    if aug.shade_prob > 0:
+        parts.append("side light on %s (±%g)" % (pct(aug.shade_prob), aug.shade_strength))
+    if aug.occlusion_prob > 0:
+        textured = ", %s of them textured" % pct(aug.occlusion_texture) if aug.occlusion_texture else ""
+        parts.append("occluders on %s (≤ %s of the crop side%s)"
+                     % (pct(aug.occlusion_prob), pct(aug.occlusion_max), textured))
+    if aug.turn_prob > 0:
+        parts.append("yaw warp on %s (a ≤ %g)" % (pct(aug.turn_prob), aug.turn_max))
+    return ", ".join(parts)
+
+
 def override(obj: Any, **kwargs: Any) -> Tuple[str, ...]:
     """Set the non-None keyword values on a config dataclass; return the names changed."""
     names = {f.name for f in fields(obj)}

@@ -17,7 +17,7 @@ import shutil
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from keras_flm import evaluate as kev
-from keras_flm.config import RunConfig
+from keras_flm.config import RunConfig, describe_augment
 from keras_flm.lineage import lineage, training_summary
 from keras_flm.report_md import (
     METRICS_FILE,
@@ -352,14 +352,14 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
     ] + _data_lines(metrics, tr) + [
         "## Training",
         "- %s epochs (best at %s, best val NME %s %%), %.1f h on a 2-core CPU, batch %s, AdamW lr %g → %g "
-        "cosine%s, %s landmark loss, BN momentum %s, weight EMA %s, oversampling %s, augmentation preset as "
-        "in config.json (`augment`)%s."
+        "cosine%s, %s landmark loss, BN momentum %s, weight EMA %s, oversampling %s%s."
         % (tr.get("epochs_done"), tr.get("best_epoch"), _pct(tr.get("best_val_nme")), hours,
            tr.get("batch_size"), tr.get("lr"), tr.get("lr_min"),
            "" if not tr.get("time_budget_min") else " over a %g-min budget" % tr["time_budget_min"],
            {"wing": "Wing", "l2": "L2"}.get(tr.get("landmark_loss") or "l2", tr.get("landmark_loss")),
            tr.get("bn_momentum", "–"), tr.get("ema") or "off", over,
            "" if not tr.get("init") else ", started from `%s`" % tr["init"]),
+        "- Augmentation (`config.json` `augment`): %s." % describe_augment(cfg.augment),
     ] + _lineage_lines(tr) + ["",
         "## Accuracy (measured on these files by `flm release`)", "",
         _results_table(metrics), "",

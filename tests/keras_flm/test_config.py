@@ -1,4 +1,5 @@
 """Named augmentation presets: one source, written to config.json, rejected when unknown."""
+import dataclasses
 import json
 
 import pytest
@@ -100,3 +101,17 @@ def test_resume_refuses_augment_set(tmp_path):
     RunConfig().save(str(run / "config.json"))
     res = CliRunner().invoke(cli, ["train", "--run", str(run), "--resume", "--augment-set", "turn_prob=0.2"])
     assert res.exit_code != 0 and "augment_set" in res.output
+
+
+def test_describe_augment_states_each_active_effect():
+    from keras_flm.config import describe_augment
+
+    full = describe_augment(augment_preset("full"))
+    assert "rotation ±30°" in full and "occluders on 30 %" in full and "yaw warp" not in full
+    assert "textured" not in full and "low resolution" not in full
+    aug = dataclasses.replace(augment_preset("turn"), turn_prob=0.3, occlusion_texture=0.6)
+    turned = describe_augment(aug)
+    assert "yaw warp on 30 % (a ≤ 0.4)" in turned and "60 % of them textured" in turned
+    assert "scale ±15 %" in turned
+    none = describe_augment(augment_preset("none"))
+    assert "mirror" not in none and "blur" not in none and "occluders" not in none

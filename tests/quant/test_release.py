@@ -83,6 +83,9 @@ def test_release_from_a_run(release_run, tmp_path):
     assert abs(fp32["nme"] - onnx["nme"]) < 1e-4  # same weights, two engines
     card = open(os.path.join(path, "MODEL_CARD.md")).read()
     assert "research only" in card.lower() and "%.2f" % (100 * fp32["nme"]) in card
+    from keras_flm.config import RunConfig, describe_augment
+
+    assert describe_augment(RunConfig.load(os.path.join(release_run, "config.json")).augment) in card
     # every WFLW subset the metrics hold has its row filled (the large-pose row once read "–")
     assert "largepose" in fp32["attributes"]
     for name, sub in fp32["attributes"].items():

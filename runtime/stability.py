@@ -222,7 +222,31 @@ def summarize_study(study: Dict[str, Any], threshold: float = metrics.DEFAULT_TH
             "mode": study["mode"], "seed": study["seed"], "rejoin_gap": REJOIN_GAP, "one_shot_nme": one_shot,
             "recrop_nme": true["nme"][last],
             "recrop_increase": true["vs_one_shot"], "target_increase": MAX_RECROP_INCREASE,
-            "recrop_ok": bool(true["vs_one_shot"] <= MAX_RECROP_INCREASE), "rows": rows}
+            "recrop_ok": bool(true["vs_one_shot"] <= MAX_RECROP_INCREASE), "rows": rows,
+            "drifters": drifters(nme[:, 0, 0], nme[:, last, 0])}
+
+
+#: faces named in the "who drifts" line of the verdict
+DRIFTERS_SHOWN = 5
+
+
+def drifters(one_shot: np.ndarray, after: np.ndarray, count: int = DRIFTERS_SHOWN) -> Dict[str, Any]:
+    """The true-box chains whose NME grew most: a mean over 68 faces can be carried by two faces
+    that collapse (a turned or half-hidden face whose box shrinks step after step) while the rest
+    hold, and that calls for a different fix than a drift every face shares.
+    Returns {"faces": [[index, one-shot, after], ...] (largest increase first), "share": their part of
+    the summed increase (None when nothing grew), "rest_increase": the mean NME change of the other
+    faces relative to their one-shot NME}."""
+    up = after - one_shot
+    order = [int(i) for i in np.argsort(-up, kind="stable")[:count] if up[i] > 0]
+    total = float(up[up > 0].sum())
+    rest = np.ones(len(up), bool)
+    rest[order] = False
+    base = float(one_shot[rest].mean()) if rest.any() else 0.0
+    return {"faces": [[i, float(one_shot[i]), float(after[i])] for i in order],
+            "share": float(up[order].sum() / total) if total > 0 else None,
+            "rest_increase": (float((after[rest].mean() - base) / max(base, NME_FLOOR)) if rest.any()
+                              else None)}
 
 
 def _pct(v: Optional[float]) -> str:
@@ -253,6 +277,14 @@ def study_verdict(summary: Dict[str, Any]) -> str:
     for r in s["rows"][1:]:
         out += ("; %s (%s): %.2f %% -> %.2f %%, %.0f %% of chains rejoined"
                 % (r["start"], s["mode"], 100 * r["nme"][0], 100 * r["nme"][-1], 100 * r["rejoined"]))
+    d = s.get("drifters")
+    if d and d["faces"]:
+        named = ", ".join("#%d %.1f -> %.1f %%" % (i, 100 * a, 100 * b) for i, a, b in d["faces"])
+        out += ("; the %d faces that drift most carry %.0f %% of the increase (%s)"
+                % (len(d["faces"]), 100 * d["share"], named))
+        if d["rest_increase"] is not None:
+            rest = s["faces"] - len(d["faces"])
+            out += ", the other %d change by %+.1f %%" % (rest, 100 * d["rest_increase"])
     return out
 
 

@@ -117,6 +117,28 @@ def test_a_model_that_half_trusts_the_box_converges_back_from_jitter(recs, crop_
     assert [r[0] for r in rows] == ["true box", "jitter 20%"] and rows[0][1] == "3"
 
 
+def test_drifters_name_the_faces_that_carry_the_increase():
+    one = np.array([0.05, 0.05, 0.10, 0.05, 0.20, 0.05])
+    after = np.array([0.05, 0.06, 0.30, 0.05, 0.50, 0.04])  # faces 4 and 2 collapse, face 1 drifts a little
+    d = S.drifters(one, after, count=2)
+    assert [f[0] for f in d["faces"]] == [4, 2]
+    assert d["share"] == pytest.approx(0.5 / 0.51)
+    assert d["rest_increase"] == pytest.approx(0.0)  # faces 0, 1, 3, 5: mean 0.05 -> 0.05
+    # nothing grows: no face named, no share
+    flat = S.drifters(one, one - 0.01)
+    assert flat["faces"] == [] and flat["share"] is None and flat["rest_increase"] < 0
+
+
+def test_verdict_names_the_drifting_faces(recs, crop_log):
+    study = S.recrop_study(Model(recs, crop_log, pull=1.0, bias=(0.02, 0.0)), recs, iterations=3, jitters=())
+    s = S.summarize_study(study)
+    grew = study["nme"][:, 3, 0] - study["nme"][:, 0, 0]
+    assert [f[0] for f in s["drifters"]["faces"]] == [int(i) for i in np.argsort(-grew, kind="stable")]
+    verdict = S.study_verdict(s)
+    assert "the 3 faces that drift most carry 100 % of the increase (#" in verdict
+    assert "the other" not in verdict  # all three are named
+
+
 def test_fixed_batch_engines_get_full_zero_padded_batches(recs, crop_log):
     frame = cv2.imread(recs[0].image)
     m = Model(recs, crop_log, fixed=4)

@@ -73,6 +73,12 @@ class AugmentConfig:
     occlusion_texture: float = 0.0
 
 
+#: AugmentConfig fields that are shares or fractions, so lie in [0, 1] (the others are magnitudes >= 0;
+#: cache_margin >= 1): what `flm train --augment-set` checks
+AUGMENT_UNIT_FIELDS = ("blur_prob", "occlusion_prob", "lowres_prob", "shade_prob", "turn_prob",
+                       "occlusion_texture", "occlusion_max", "lowres_min")
+
+
 # Named augmentation strengths (`flm train --augment NAME`). "full" is the paper's recipe for
 # real faces. "light" is for short schedules on the synthetic data, which already varies pose,
 # occlusion, blur and lighting per face: measured at width 0.25 with a 3-minute budget on

@@ -3,7 +3,7 @@ import os
 
 import click
 
-from keras_flm.config import AUGMENT_PRESETS, LANDMARK_LOSSES
+from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSSES
 
 
 @click.command("train")
@@ -125,9 +125,15 @@ def parse_augment_set(items, augment) -> dict:
         except ValueError:
             raise click.BadParameter("%r: %s must be a %s" % (item, key, kind.__name__),
                                      param_hint="--augment-set") from None
-        if kind is not bool and not 0 <= out[key] <= (1 if key.endswith("_prob") else float("inf")):
-            raise click.BadParameter("%r: %s must be %s" % (item, key, "in [0, 1]" if key.endswith("_prob")
-                                                            else ">= 0"), param_hint="--augment-set")
+        if kind is bool:
+            continue
+        low, high, says = 0.0, float("inf"), ">= 0"
+        if key in AUGMENT_UNIT_FIELDS:
+            high, says = 1.0, "in [0, 1]"
+        elif key == "cache_margin":
+            low, says = 1.0, ">= 1"
+        if not low <= out[key] <= high:
+            raise click.BadParameter("%r: %s must be %s" % (item, key, says), param_hint="--augment-set")
     return out
 
 

@@ -77,6 +77,11 @@ def test_augment_set_types_each_field_like_the_config():
     got = parse_augment_set(["turn_prob=0.3", "flip=false", "lowres_min=0.5"], augment_preset("turn"))
     assert got == {"turn_prob": 0.3, "flip": False, "lowres_min": 0.5}
     assert isinstance(got["turn_prob"], float) and got["flip"] is False
+    from keras_flm.config import AUGMENT_UNIT_FIELDS
+
+    names = {f.name for f in dataclasses.fields(AugmentConfig)}
+    assert set(AUGMENT_UNIT_FIELDS) <= names
+    assert {n for n in names if n.endswith("_prob")} <= set(AUGMENT_UNIT_FIELDS)
 
 
 @pytest.mark.parametrize("item,message", [("turn=0.3", "FIELD one of blur_prob"),
@@ -84,6 +89,9 @@ def test_augment_set_types_each_field_like_the_config():
                                           ("turn_prob=abc", "turn_prob must be a float"),
                                           ("turn_prob=1.5", r"turn_prob must be in \[0, 1\]"),
                                           ("rotation_deg=-5", "rotation_deg must be >= 0"),
+                                          ("occlusion_texture=1.5", r"occlusion_texture must be in \[0, 1\]"),
+                                          ("cache_margin=0.8", "cache_margin must be >= 1"),
+                                          ("blur_sigma=nan", "blur_sigma must be >= 0"),
                                           ("flip=maybe", "flip must be a bool")])
 def test_augment_set_names_the_bad_item_and_writes_nothing(tmp_path, item, message):
     import re

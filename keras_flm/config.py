@@ -71,11 +71,16 @@ class AugmentConfig:
     # under re-cropping): share of occluders cut from another crop of the batch (a face, hair or
     # background patch, shifted) as an ellipse or a rectangle, instead of a flat grey rectangle
     occlusion_texture: float = 0.0
+    # Added for the WIDER test faces flagged "blur", most of which are small JPEG faces upscaled by the
+    # crop (8x8 blocks, ringing): share of crops JPEG-compressed, at a quality drawn from
+    # [jpeg_quality_min, 90], at the low resolution when the crop is also downscaled
+    jpeg_prob: float = 0.0
+    jpeg_quality_min: int = 20
 
 
 #: AugmentConfig fields that are shares or fractions, so lie in [0, 1] (the others are magnitudes >= 0;
 #: cache_margin >= 1): what `flm train --augment-set` checks
-AUGMENT_UNIT_FIELDS = ("blur_prob", "occlusion_prob", "lowres_prob", "shade_prob", "turn_prob",
+AUGMENT_UNIT_FIELDS = ("blur_prob", "occlusion_prob", "lowres_prob", "shade_prob", "turn_prob", "jpeg_prob",
                        "occlusion_texture", "occlusion_max", "lowres_min")
 
 
@@ -200,6 +205,8 @@ def describe_augment(aug: AugmentConfig) -> str:
         parts.append("blur on %s (σ ≤ %g px)" % (pct(aug.blur_prob), aug.blur_sigma))
     if aug.lowres_prob > 0:
         parts.append("low resolution on %s (down to %g×)" % (pct(aug.lowres_prob), aug.lowres_min))
+    if aug.jpeg_prob > 0:
+        parts.append("JPEG on %s (quality %d-90)" % (pct(aug.jpeg_prob), aug.jpeg_quality_min))
     if aug.shade_prob > 0:
         parts.append("side light on %s (±%g)" % (pct(aug.shade_prob), aug.shade_strength))
     if aug.occlusion_prob > 0:

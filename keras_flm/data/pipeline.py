@@ -181,12 +181,22 @@ def _warp_batch(images: np.ndarray, transforms: np.ndarray, size: int, pad_value
     return out
 
 
+def _jpeg(img: np.ndarray, quality: float) -> np.ndarray:
+    """`img` (uint8 gray) through a JPEG encode/decode at `quality`."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else img
+
+
 def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise: np.ndarray,
-                 seed: np.ndarray, sigma: float, lowres: Optional[np.ndarray] = None) -> np.ndarray:
+                 seed: np.ndarray, sigma: float, lowres: Optional[np.ndarray] = None,
+                 jpeg: Optional[np.ndarray] = None) -> np.ndarray:
     """Per image: low resolution (down by lowres[i] < 1 with area averaging, back up bilinearly, as
-    a small face crop is upscaled by crop_face), gamma (a 256-entry LUT), Gaussian blur mixed in with
-    strength blur[i] (0 = none) and uniform noise of std noise[i]; the noise generator is seeded
-    from TF's random stream."""
+    a small face crop is upscaled by crop_face), JPEG at quality jpeg[i] (0 = none; at the low
+    resolution when there is one, where a small face's blocks are), gamma (a 256-entry LUT),
+    Gaussian blur mixed in with strength blur[i] (0 = none) and uniform noise of std noise[i]; the
+    noise generator is seeded from TF's random stream."""
     import cv2
 
     x = np.clip(np.rint(images), 0, 255).astype(np.uint8)
@@ -196,11 +206,16 @@ def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise
     half = math.sqrt(3.0)  # uniform on [-sqrt(3), sqrt(3)] has unit std
     for i in range(x.shape[0]):
         img = x[i]
+        q = 0 if jpeg is None else float(jpeg[i])
         if lowres is not None and lowres[i] < 1.0:
             h, w = img.shape
             small = cv2.resize(img, (max(8, int(round(w * float(lowres[i])))),
                                      max(8, int(round(h * float(lowres[i]))))), interpolation=cv2.INTER_AREA)
+            if q > 0:
+                small = _jpeg(small, q)
             img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        elif q > 0:
+            img = _jpeg(img, q)
         if gammas[i] != 1.0:
             img = cv2.LUT(img, np.rint(255.0 * levels ** float(gammas[i])).astype(np.uint8))
         out[i] = img
@@ -213,7 +228,7 @@ def _pixel_batch(images: np.ndarray, gammas: np.ndarray, blur: np.ndarray, noise
 
 
 def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
-    """Low resolution, gamma, blur, noise (OpenCV/numpy), side light, contrast, brightness,
+    """Low resolution, JPEG, gamma, blur, noise (OpenCV/numpy), side light, contrast, brightness,
     occlusion on (B, H, W) float [0, 255]."""
     import tensorflow as tf
 
@@ -231,11 +246,18 @@ def augment_photometric(images, aug: AugmentConfig, spec: CropSpec):
                           tf.random.uniform([b], min(aug.lowres_min, 1.0), 1.0), 1.0)
     else:
         lowres = tf.ones([b])
-    if aug.gamma > 0 or aug.blur_prob > 0 or aug.noise_std > 0 or aug.lowres_prob > 0:
+    if aug.jpeg_prob > 0:
+        jpeg = tf.where(tf.random.uniform([b]) < aug.jpeg_prob,
+                        tf.random.uniform([b], float(max(1, aug.jpeg_quality_min)), 90.0), 0.0)
+    else:
+        jpeg = tf.zeros([b])
+    if aug.gamma > 0 or aug.blur_prob > 0 or aug.noise_std > 0 or aug.lowres_prob > 0 or aug.jpeg_prob > 0:
         seed = tf.random.uniform([], 0, 2 ** 31 - 1, dtype=tf.int64)
-        x = tf.numpy_function(lambda im, g, bl, nz, sd, lr: _pixel_batch(im, g, bl, nz, sd, aug.blur_sigma,
-                                                                          lr),
-                              [x, gammas, blur, noise, seed, lowres], tf.float32, stateful=False)
+        def pixels(im, g, bl, nz, sd, lr, jp):
+            return _pixel_batch(im, g, bl, nz, sd, aug.blur_sigma, lr, jp)
+
+        x = tf.numpy_function(pixels, [x, gammas, blur, noise, seed, lowres, jpeg], tf.float32,
+                              stateful=False)
         x = tf.ensure_shape(x, images.shape)
     if aug.shade_prob > 0 and aug.shade_strength > 0:
         x = x * _shade_gain(tf, b, images.shape[1], images.shape[2], aug)

@@ -120,6 +120,8 @@ def test_describe_augment_states_each_active_effect():
     aug = dataclasses.replace(augment_preset("turn"), turn_prob=0.3, occlusion_texture=0.6)
     turned = describe_augment(aug)
     assert "yaw warp on 30 % (a ≤ 0.4)" in turned and "60 % of them textured" in turned
+    assert "JPEG" not in turned and "JPEG on 25 % (quality 20-90)" in describe_augment(
+        dataclasses.replace(aug, jpeg_prob=0.25))
     assert "scale ±15 %" in turned
     none = describe_augment(augment_preset("none"))
     assert "mirror" not in none and "blur" not in none and "occluders" not in none

@@ -156,6 +156,21 @@ def test_low_resolution_keeps_features_in_place_and_loses_detail():
     assert np.allclose(_photometric(img, lowres_prob=0.0), img)
 
 
+def test_jpeg_keeps_features_in_place_and_adds_block_artefacts():
+    img = _dot_image()
+    img += np.linspace(0.0, 40.0, 112, dtype=np.float32)[None, None, :]  # a smooth ramp JPEG must block
+    out = _photometric(img, jpeg_prob=1.0, jpeg_quality_min=10)
+    assert np.allclose(_photometric(img, jpeg_prob=0.0), img)
+    for o, i in zip(out, img):
+        assert np.abs(o - i).max() > 1 and np.abs(o - i).mean() < 8  # changed, not destroyed
+        ys, xs = np.nonzero(o > 200)  # the dot stays where it was
+        assert abs(ys.mean() - 42.5) < 1.0 and abs(xs.mean() - 72.5) < 1.0
+    # at low resolution the blocks are the small image's: still in place
+    both = _photometric(img, jpeg_prob=1.0, lowres_prob=1.0, lowres_min=0.5)
+    ys, xs = np.nonzero(both[0] > both[0].max() - 30)
+    assert abs(ys.mean() - 42.5) < 2.0 and abs(xs.mean() - 72.5) < 2.0
+
+
 def test_side_light_is_a_smooth_gain_that_moves_no_pixel():
     img = _dot_image(8)
     out = _photometric(img, shade_prob=1.0, shade_strength=0.6)

@@ -28,16 +28,10 @@ DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "faces98")
 
 
 def label_yaw(records: Sequence[Any], spec: Any) -> np.ndarray:
-    """|yaw| in degrees of each face's labels on its contract crop (the training cache's rule)."""
-    from runtime.evaluate import crop_affine, face_box
-    from runtime.headpose import euler_from_landmarks
-    from runtime.preprocess import to_crop_normalised
+    """|yaw| in degrees of each face's labels on its contract crop (the training cache's own)."""
+    from keras_flm.data.cache import label_euler
 
-    out = []
-    for r in records:
-        pts = to_crop_normalised(r.landmarks, crop_affine(face_box(r), spec)) * spec.size
-        out.append(abs(euler_from_landmarks(pts, spec.size)[1]))
-    return np.asarray(out)
+    return np.asarray([abs(label_euler(r.landmarks, spec)[1]) for r in records])
 
 
 def _mean(nmes: np.ndarray, mask: np.ndarray) -> Dict[str, Any]:

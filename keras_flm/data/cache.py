@@ -26,7 +26,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from runtime.headpose import euler_from_landmarks
-from runtime.preprocess import CropSpec, box_from_landmarks, crop_face, to_crop_normalised
+from runtime.preprocess import (
+    CropSpec,
+    box_from_landmarks,
+    crop_face,
+    crop_window,
+    to_crop_normalised,
+    window_affine,
+)
 from runtime.wflw import FaceRecord, annotation_path, load_image
 
 #: Bump when the cache layout or what goes into it changes.
@@ -95,7 +102,15 @@ def cache_key(root: str, split: str, records: Sequence[FaceRecord], spec: CropSp
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _crop_one(record: FaceRecord, cspec: CropSpec, offset: int, size: int
+def label_euler(landmarks: np.ndarray, spec: CropSpec) -> Tuple[float, float, float]:
+    """(pitch, yaw, roll) degrees of a face's labels on its contract crop: the angles the cache
+    stores, the PFLD loss weighs and `--oversample yaw>=D` selects by (runtime.headpose)."""
+    x0, y0, side = crop_window(box_from_landmarks(landmarks), spec.scale)
+    pts = to_crop_normalised(landmarks, window_affine(x0, y0, side, spec.size), spec.size) * spec.size
+    return euler_from_landmarks(pts, (spec.size, spec.size))
+
+
+def _crop_one(record: FaceRecord, spec: CropSpec, cspec: CropSpec
               ) -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
     frame = load_image(record)
     box = box_from_landmarks(record.landmarks)
@@ -103,7 +118,7 @@ def _crop_one(record: FaceRecord, cspec: CropSpec, offset: int, size: int
     crop, affine = crop_face(frame, box, cspec)
     pts = to_crop_normalised(record.landmarks, affine, cspec.size) * cspec.size
     try:
-        euler = euler_from_landmarks(pts - offset, (size, size))
+        euler = label_euler(record.landmarks, spec)
     except ValueError as e:
         raise ValueError("%s: head pose failed: %s" % (record.where(), e)) from None
     return crop, pts.astype(np.float32), euler
@@ -127,8 +142,7 @@ def build_cache(records: Sequence[FaceRecord], root: str, split: str, spec: Crop
     euler = np.empty((n, 3), np.float32)
     bar = _progress(n, "caching %s crops (%dpx, margin %.2f)" % (split, s, margin), progress)
     with ThreadPoolExecutor(max(1, workers)) as pool:  # cv2 decode/warp release the GIL
-        for i, (crop, pts, eul) in enumerate(pool.map(lambda r: _crop_one(r, cspec, offset, spec.size),
-                                                      records)):
+        for i, (crop, pts, eul) in enumerate(pool.map(lambda r: _crop_one(r, spec, cspec), records)):
             images[i], landmarks[i], euler[i] = crop, pts, eul
             bar.update(1)
     bar.close()

@@ -152,6 +152,9 @@ class TrainConfig:
     bn_calibration_steps: int = 50
     # landmark term of the loss (keras_flm/loss.py LANDMARK_LOSSES): "l2" as published, or "wing"
     landmark_loss: str = "l2"
+    # after training (and BN re-estimation), refit the landmark head by least squares on the
+    # un-augmented training crops (keras_flm/head_refit.py); kept only if validation NME improves
+    head_refit: bool = True
 
 
 @dataclass

@@ -243,6 +243,22 @@ def calibrate_best_model(train_model, packed, cfg: RunConfig, run_dir: str, batc
             "seconds": time.time() - t0}
 
 
+def refit_best_head(train_model, cfg: RunConfig, run_dir: str, train: CropCache, val: CropCache
+                    ) -> Dict[str, Any]:
+    """Least-squares refit of the best model's landmark head on un-augmented training crops
+    (keras_flm/head_refit.py): rewrite train.h5/fp32.h5 when validation NME improves."""
+    from keras_flm.head_refit import refit_head
+
+    train_model.load_weights(os.path.join(run_dir, TRAIN_H5))
+    rec = refit_head(train_model, train.contract_crops(), val.contract_crops(), cfg.crop)
+    if rec["kept"]:
+        export_models(train_model, cfg, run_dir)
+    print("landmark head refitted on %d un-augmented training crops: val NME %.4f -> %.4f (%s) in %.0f s"
+          % (rec["train_faces"], rec["val_nme_before"], rec["val_nme_after"],
+             "kept, ridge %g" % rec["lambda"] if rec["kept"] else "discarded", rec["seconds"]), flush=True)
+    return rec
+
+
 def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: str, resume: bool,
                           steps_per_epoch: int, log_every: int = 0):
     """One Keras callback for the epoch-level control of a run:
@@ -460,6 +476,10 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         state["bn_calibration"] = calibrate_best_model(train_model, packed, cfg, run_dir, calib, val_c)
         state["bn_calibration"]["epochs_done"] = done
         state["best_val_nme"] = min(state["best_val_nme"], state["bn_calibration"]["val_nme_after"])
+    if t.head_refit and (state.get("head_refit") or {}).get("epochs_done") != done:
+        state["head_refit"] = refit_best_head(train_model, cfg, run_dir, train_c, val_c)
+        state["head_refit"]["epochs_done"] = done
+        state["best_val_nme"] = min(state["best_val_nme"], state["head_refit"]["val_nme_after"])
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True
     write_state(run_dir, state)

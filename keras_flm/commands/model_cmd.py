@@ -36,3 +36,38 @@ def summary(width, activation, extra_convs, s1_channels, show_layers, as_json) -
         click.echo("%-10s %12d %10.2f %12.1f" % (name, r["params"], r["fp32_mb"], r["macs"] / 1e6))
     click.echo("paper: FP32 6.59 MB, INT8 1.65 MB (config: width=%g activation=%s extra_convs=%d "
                "s1_channels=%d)" % (cfg.width, cfg.activation, cfg.extra_convs, cfg.s1_channels))
+
+
+@model.command("refit-head")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A finished run directory (config.json, train.h5).")
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="WFLW-layout root (default: the run's own).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Crop cache directory.")
+def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
+    """Refit the landmark head of a trained run by least squares on its un-augmented training
+    crops (what `flm train` now does at the end; keras_flm/head_refit.py); train.h5 and fp32.h5
+    are rewritten only if validation NME improves. Re-export and re-quantize afterwards."""
+    import os
+
+    from keras_flm.config import RunConfig
+    from keras_flm.model import build_training_model
+    from keras_flm.run_files import CONFIG_JSON, TRAIN_H5, read_state, write_state
+    from keras_flm.train import load_data, refit_best_head
+
+    for name in (CONFIG_JSON, TRAIN_H5):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise click.ClickException("%s: %s not found (a finished `flm train` run is needed)"
+                                       % (run_dir, name))
+    cfg = RunConfig.load(os.path.join(run_dir, CONFIG_JSON))
+    root = data_root or cfg.data.get("root")
+    if not root or not os.path.isdir(root):
+        raise click.ClickException("data root %r not found: pass --data" % (root,))
+    train_c, val_c, _ = load_data(cfg, root, cache_dir, progress=True)
+    rec = refit_best_head(build_training_model(cfg.model), cfg, run_dir, train_c, val_c)
+    state = read_state(run_dir)
+    rec["epochs_done"] = state.get("epochs_done")
+    state["head_refit"] = rec
+    if rec["kept"] and state.get("best_val_nme") is not None:
+        state["best_val_nme"] = min(state["best_val_nme"], rec["val_nme_after"])
+    write_state(run_dir, state)

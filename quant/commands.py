@@ -5,6 +5,7 @@ No TensorFlow at import: every command imports its machinery inside the function
 """
 import click
 
+from keras_flm.config import AUGMENT_PRESETS
 from quant.config import CALIBRATIONS, GRANULARITIES, IO_TYPES, SCHEMES, ExportConfig, PtqConfig, QatConfig
 
 _RUN = click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
@@ -84,18 +85,21 @@ def ptq_cmd(run_dir, calib, io, scheme, granularity, calibration, percentile, on
               help="Fine-tune on a deterministic subset (quick runs); 0 = the run's own selection.")
 @click.option("--calib", type=click.IntRange(1), default=QatConfig.calib_images, show_default=True,
               help="Calibration images that initialise the activation ranges.")
+@click.option("--augment", type=click.Choice(["run"] + list(AUGMENT_PRESETS)), default=QatConfig.augment,
+              show_default=True,
+              help="Augmentation of the fine-tuning crops: the run's own recipe or a preset.")
 @_IO
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also export ONNX QDQ.")
 @_EVAL
-def qat_cmd(run_dir, scheme, epochs, lr, lr_min, patience, batch_size, steps_per_epoch, max_images, calib, io,
-            onnx, evaluate) -> None:
+def qat_cmd(run_dir, scheme, epochs, lr, lr_min, patience, batch_size, steps_per_epoch, max_images, calib,
+            augment, io, onnx, evaluate) -> None:
     """Quantization-aware fine-tuning from RUN/train.h5: RUN/qat_int8.{tflite,onnx} (or qat_pof2.*)."""
     from quant import flows
 
     if lr_min > lr:
         raise click.BadParameter("--lr-min %g is above --lr %g" % (lr_min, lr), param_hint="--lr-min")
     qcfg = _set(QatConfig(), epochs=epochs, lr=lr, lr_min=lr_min, patience=patience, batch_size=batch_size,
-                steps_per_epoch=steps_per_epoch, max_images=max_images, calib_images=calib)
+                steps_per_epoch=steps_per_epoch, max_images=max_images, calib_images=calib, augment=augment)
     flows.qat(run_dir, qcfg, _set(PtqConfig(), io=io), ExportConfig(), scheme, onnx=onnx, evaluate=evaluate,
               log=_echo)
 

@@ -67,6 +67,13 @@ def float_folded_model(qmodel, float_folded):
     return float_folded
 
 
+def qat_augment(cfg, qcfg: QatConfig):
+    """The AugmentConfig QAT fine-tunes with: the run's own (qcfg.augment == "run") or a preset."""
+    from keras_flm.config import augment_preset
+
+    return cfg.augment if qcfg.augment == "run" else augment_preset(qcfg.augment)
+
+
 def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[str, Any]:
     """Fine-tune the fake-quant training model in place; returns the history (val NME per epoch)."""
     from keras_flm.data.pipeline import make_dataset
@@ -91,7 +98,8 @@ def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[s
     schedule = keras.optimizers.schedules.CosineDecay(qcfg.lr, total, alpha=qcfg.lr_min / qcfg.lr)
     packed.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=cfg.train.clipnorm),
                    loss=run_loss(cfg))
-    ds = make_dataset(train_c, qcfg.batch_size, cfg.augment, spec, training=True, seed=qcfg.seed, repeat=True)
+    ds = make_dataset(train_c, qcfg.batch_size, qat_augment(cfg, qcfg), spec, training=True, seed=qcfg.seed,
+                      repeat=True)
 
     history = {"val_nme": [val_nme()], "loss": [None], "epoch_s": [0.0]}
     best, best_epoch, best_w, wait = history["val_nme"][0], 0, qtrain.get_weights(), 0

@@ -69,3 +69,17 @@ def test_pof2_ptq_artifact_has_power_of_two_scales_and_a_dpu_emulation(quant_run
     assert np.isfinite(m["ptq_pof2_dpu"]["nme"])
     assert m["ptq_pof2_dpu"]["source"]["backend"] == "keras-fakequant"
     assert np.isfinite(m["ptq_pof2"]["nme"])
+
+
+def test_qat_augment_is_the_runs_recipe_or_a_named_preset(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_flm.cli import cli
+    from keras_flm.config import RunConfig, augment_preset
+    from quant.qat import qat_augment
+
+    cfg = RunConfig(augment=augment_preset("turn"))
+    assert qat_augment(cfg, QatConfig(augment="run")) == augment_preset("turn")
+    assert qat_augment(cfg, QatConfig(augment="light")) == augment_preset("light")
+    res = CliRunner().invoke(cli, ["quantize", "qat", "--run", str(tmp_path), "--augment", "heavy"])
+    assert res.exit_code == 2 and "run" in res.output and "light" in res.output

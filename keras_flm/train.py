@@ -29,7 +29,7 @@ import numpy as np
 
 from keras_flm.config import RunConfig
 from keras_flm.data.cache import CropCache, build_cache
-from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets
+from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets, unpack_targets
 from keras_flm.keras_compat import get_keras
 from keras_flm.lineage import snapshot_init
 from keras_flm.loss import run_loss
@@ -245,16 +245,35 @@ def calibrate_best_model(train_model, packed, cfg: RunConfig, run_dir: str, batc
 
 def refit_best_head(train_model, cfg: RunConfig, run_dir: str, train: CropCache, val: CropCache
                     ) -> Dict[str, Any]:
-    """Least-squares refit of the best model's landmark head on un-augmented training crops
-    (keras_flm/head_refit.py): rewrite train.h5/fp32.h5 when validation NME improves."""
-    from keras_flm.head_refit import refit_head
+    """Least-squares refit of the best model's landmark head (keras_flm/head_refit.py) on the exact
+    training crops plus copies under the run's box geometry, scored on validation crops both ways:
+    rewrite train.h5/fp32.h5 when that improves."""
+    from keras_flm.head_refit import GEOMETRY_PASSES, refit_head, tracker_geometry
+
+    def jittered(cache: CropCache, passes: int, seed: int):
+        xs, ys = [], []
+        for p in range(passes):
+            for x, y in make_dataset(cache, cfg.train.val_batch_size, tracker_geometry(cfg.augment), cfg.crop,
+                                     training=True, seed=seed + p, drop_remainder=False):
+                xs.append(x.numpy())
+                ys.append(unpack_targets(y.numpy())[0])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def exact(cache: CropCache):
+        crops, pts = cache.contract_crops()
+        return normalize_input(crops, cfg.crop), pts
 
     train_model.load_weights(os.path.join(run_dir, TRAIN_H5))
-    rec = refit_head(train_model, train.contract_crops(), val.contract_crops(), cfg.crop)
+    seed = cfg.train.seed
+    get_keras().utils.set_random_seed(seed)  # the jittered crops are drawn from TF's global generator
+    rec = refit_head(train_model, [exact(train), jittered(train, GEOMETRY_PASSES, seed + 11)],
+                     {"exact": exact(val), "jittered": jittered(val, 1, seed + 23)})
     if rec["kept"]:
         export_models(train_model, cfg, run_dir)
-    print("landmark head refitted on %d un-augmented training crops: val NME %.4f -> %.4f (%s) in %.0f s"
-          % (rec["train_faces"], rec["val_nme_before"], rec["val_nme_after"],
+    print("landmark head refitted on %d training crops (exact + jittered): validation NME exact "
+          "%.4f -> %.4f, jittered %.4f -> %.4f (%s) in %.0f s"
+          % (rec["fit_crops"], rec["before"]["float"]["exact"], rec["after"]["float"]["exact"],
+             rec["before"]["float"]["jittered"], rec["after"]["float"]["jittered"],
              "kept, ridge %g" % rec["lambda"] if rec["kept"] else "discarded", rec["seconds"]), flush=True)
     return rec
 
@@ -479,7 +498,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     if t.head_refit and (state.get("head_refit") or {}).get("epochs_done") != done:
         state["head_refit"] = refit_best_head(train_model, cfg, run_dir, train_c, val_c)
         state["head_refit"]["epochs_done"] = done
-        state["best_val_nme"] = min(state["best_val_nme"], state["head_refit"]["val_nme_after"])
+        if state["head_refit"]["kept"]:
+            state["best_val_nme"] = state["head_refit"]["val_nme_after"]
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True
     write_state(run_dir, state)

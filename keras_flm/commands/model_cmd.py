@@ -45,9 +45,10 @@ def summary(width, activation, extra_convs, s1_channels, show_layers, as_json) -
               help="WFLW-layout root (default: the run's own).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Crop cache directory.")
 def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
-    """Refit the landmark head of a trained run by least squares on its un-augmented training
-    crops (what `flm train` now does at the end; keras_flm/head_refit.py); train.h5 and fp32.h5
-    are rewritten only if validation NME improves. Re-export and re-quantize afterwards."""
+    """Refit the landmark head of a trained run by least squares on its training crops, exact and
+    under the run's box jitter (what `flm train` now does at the end; keras_flm/head_refit.py);
+    train.h5 and fp32.h5 are rewritten only if validation NME (exact and jittered crops) improves.
+    Re-export and re-quantize afterwards."""
     import os
 
     from keras_flm.config import RunConfig
@@ -68,6 +69,6 @@ def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     state = read_state(run_dir)
     rec["epochs_done"] = state.get("epochs_done")
     state["head_refit"] = rec
-    if rec["kept"] and state.get("best_val_nme") is not None:
-        state["best_val_nme"] = min(state["best_val_nme"], rec["val_nme_after"])
+    if rec["kept"]:
+        state["best_val_nme"] = rec["val_nme_after"]
     write_state(run_dir, state)

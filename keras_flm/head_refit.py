@@ -24,6 +24,13 @@ with the kernel quantized as the INT8 engines will (`SCORE_WEIGHT_BITS`);
 re-estimating BatchNorm statistics on clean crops instead made the test faces worse (10.8 %):
 only the head moves. Features are the input to `fc` (the pooled multi-scale concatenation
 `multiscale`), computed in inference mode.
+
+Off by default (TrainConfig.head_refit; `flm model refit-head --run RUN` applies it to a run).
+The full release chain on the refitted release weights (scripts/release_full.sh, stop 16) gave
+validation 3.58 % FP32 / 3.64 % for the host's INT8 ONNX (3.88 / 3.98 % before), but test 9.00 %
+FP32 / 9.01 % (8.94 / 9.03 % before), re-crop drift +14.3 % (+13.2 %) and on the moving-face
+video 1.24x one-shot (1.16x): what it gains on teacher-labelled validation faces does not reach
+the human-labelled WIDER test faces, and the tracker does a little worse.
 """
 import dataclasses
 import time

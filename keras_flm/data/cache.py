@@ -25,15 +25,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from runtime.evaluate import crop_affine
 from runtime.headpose import euler_from_landmarks
-from runtime.preprocess import (
-    CropSpec,
-    box_from_landmarks,
-    crop_face,
-    crop_window,
-    to_crop_normalised,
-    window_affine,
-)
+from runtime.preprocess import CropSpec, box_from_landmarks, crop_face, to_crop_normalised
 from runtime.wflw import FaceRecord, annotation_path, load_image
 
 #: Bump when the cache layout or what goes into it changes.
@@ -105,8 +99,8 @@ def cache_key(root: str, split: str, records: Sequence[FaceRecord], spec: CropSp
 def label_euler(landmarks: np.ndarray, spec: CropSpec) -> Tuple[float, float, float]:
     """(pitch, yaw, roll) degrees of a face's labels on its contract crop: the angles the cache
     stores, the PFLD loss weighs and `--oversample yaw>=D` selects by (runtime.headpose)."""
-    x0, y0, side = crop_window(box_from_landmarks(landmarks), spec.scale)
-    pts = to_crop_normalised(landmarks, window_affine(x0, y0, side, spec.size), spec.size) * spec.size
+    affine = crop_affine(box_from_landmarks(landmarks), spec)
+    pts = to_crop_normalised(landmarks, affine, spec.size) * spec.size
     return euler_from_landmarks(pts, (spec.size, spec.size))
 
 

@@ -284,7 +284,7 @@ def _occlude(tf, x, b, aug: AugmentConfig, spec: CropSpec):
     dy = (grid[None, :] - centre[:, 1:2]) / (wh[:, 1:2] / 2)  # (B, H)
     rect = tf.logical_and(tf.abs(dy)[:, :, None] <= 1, tf.abs(dx)[:, None, :] <= 1)
     on = tf.random.uniform([b, 1, 1]) < aug.occlusion_prob
-    fill = tf.broadcast_to(tf.random.uniform([b, 1, 1], 0.0, 255.0), tf.shape(x))
+    fill = tf.random.uniform([b, 1, 1], 0.0, 255.0)
     mask = rect
     if aug.occlusion_texture > 0:
         textured = tf.random.uniform([b, 1, 1]) < aug.occlusion_texture

@@ -278,6 +278,14 @@ def refit_best_head(train_model, cfg: RunConfig, run_dir: str, train: CropCache,
     return rec
 
 
+def record_head_refit(state: Dict[str, Any], rec: Dict[str, Any], epochs_done: Any) -> None:
+    """Put a refit_best_head record into a run's state: the epoch it refitted, and the new best
+    validation NME when the refit was kept (`flm train` and `flm model refit-head` alike)."""
+    state["head_refit"] = dict(rec, epochs_done=epochs_done)
+    if rec["kept"]:
+        state["best_val_nme"] = rec["val_nme_after"]
+
+
 def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: str, resume: bool,
                           steps_per_epoch: int, log_every: int = 0):
     """One Keras callback for the epoch-level control of a run:
@@ -496,10 +504,7 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         state["bn_calibration"]["epochs_done"] = done
         state["best_val_nme"] = min(state["best_val_nme"], state["bn_calibration"]["val_nme_after"])
     if t.head_refit and (state.get("head_refit") or {}).get("epochs_done") != done:
-        state["head_refit"] = refit_best_head(train_model, cfg, run_dir, train_c, val_c)
-        state["head_refit"]["epochs_done"] = done
-        if state["head_refit"]["kept"]:
-            state["best_val_nme"] = state["head_refit"]["val_nme_after"]
+        record_head_refit(state, refit_best_head(train_model, cfg, run_dir, train_c, val_c), done)
     # fp32.h5 and train.h5 already hold the best epoch's weights (written at each improvement).
     state["finished"] = True
     write_state(run_dir, state)

@@ -93,8 +93,8 @@ class QatConfig:
     val_images: int = 0  # 0 = whole validation split
     seed: int = 0
     # augmentation of the fine-tuning crops: a preset of keras_flm.config.AUGMENT_PRESETS, or "run"
-    # for the run's own recipe (heavy on the full-size runs, whose landmark head `flm train` refits
-    # on un-augmented crops: fine-tuning on the heavy recipe pulls that head back)
+    # for the run's own recipe (heavy on the full-size runs: on a head refitted by
+    # keras_flm/head_refit.py, fine-tuning on it pulled the head back)
     augment: str = "run"
 
 

@@ -46,7 +46,8 @@ def summary(width, activation, extra_convs, s1_channels, show_layers, as_json) -
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Crop cache directory.")
 def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     """Refit the landmark head of a trained run by least squares on its training crops, exact and
-    under the run's box jitter (what `flm train` now does at the end; keras_flm/head_refit.py);
+    under the run's box jitter (what `flm train` does at the end with TrainConfig.head_refit, off by
+    default; keras_flm/head_refit.py);
     train.h5 and fp32.h5 are rewritten only if validation NME (exact and jittered crops) improves.
     Re-export and re-quantize afterwards."""
     import os
@@ -54,7 +55,7 @@ def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     from keras_flm.config import RunConfig
     from keras_flm.model import build_training_model
     from keras_flm.run_files import CONFIG_JSON, TRAIN_H5, read_state, write_state
-    from keras_flm.train import load_data, refit_best_head
+    from keras_flm.train import load_data, record_head_refit, refit_best_head
 
     for name in (CONFIG_JSON, TRAIN_H5):
         if not os.path.isfile(os.path.join(run_dir, name)):
@@ -67,8 +68,5 @@ def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     train_c, val_c, _ = load_data(cfg, root, cache_dir, progress=True)
     rec = refit_best_head(build_training_model(cfg.model), cfg, run_dir, train_c, val_c)
     state = read_state(run_dir)
-    rec["epochs_done"] = state.get("epochs_done")
-    state["head_refit"] = rec
-    if rec["kept"]:
-        state["best_val_nme"] = rec["val_nme_after"]
+    record_head_refit(state, rec, state.get("epochs_done"))
     write_state(run_dir, state)

@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+# pytest workers: two keep `make test` near 15 min even when another job shares the 2 cores (one
+# process got ~1/3 of the CPU beside a 2-thread training, two get ~1/2); a test file stays on one
+# worker (--dist loadfile) so its module fixtures are built once.
+PYTEST_WORKERS ?= 2
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
@@ -21,7 +25,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 pytest: venv
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint pytest
 

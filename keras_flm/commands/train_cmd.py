@@ -22,7 +22,9 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epoch cap (default 100).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch (default 64).")
 @click.option("--lr", type=float, default=None, help="Initial learning rate (cosine to lr_min).")
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early-stopping patience.")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Early-stopping patience: epochs without a better val NME, counted in the second half "
+                   "of the cosine schedule only (a warm restart's high-LR start is expected to be worse).")
 @click.option("--max-images", type=click.IntRange(min=2), default=None,
               help="Use a deterministic subset of the train list (quick runs).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)

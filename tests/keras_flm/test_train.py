@@ -152,6 +152,14 @@ def test_cosine_lr_endpoints():
     assert np.isclose(cosine_lr(1.7, 1e-3, 1e-5), 1e-5)  # past the end: stays at lr_min
 
 
+def test_patience_counts_only_in_the_annealed_half():
+    from keras_flm.train import counts_for_patience
+
+    # a warm restart is worse than its start while the LR is high: those epochs must not stop it
+    assert not counts_for_patience(0.0) and not counts_for_patience(0.49)
+    assert counts_for_patience(0.5) and counts_for_patience(1.2)
+
+
 @pytest.mark.slow
 def test_time_budget_stops_training(faces98, tmp_path):
     from keras_flm.train import train

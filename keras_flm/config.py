@@ -157,6 +157,10 @@ class TrainConfig:
     # on the release it lowered validation NME (3.88 -> 3.58 %) but not the test faces' (9.00 vs
     # 8.94 %), and the tracker did worse (re-crop drift +14.3 vs +13.2 %, video 1.24x vs 1.16x)
     head_refit: bool = False
+    # BatchNormalization layers frozen (moving statistics used and kept, gamma/beta fixed) while the
+    # convolutions train: for warm restarts under strong augmentation, whose batch statistics differ
+    # from clean crops' (runs/occ_s20's validation NME swung 4.4-7.1 % with live BN statistics)
+    freeze_bn: bool = False
 
 
 @dataclass

@@ -140,16 +140,28 @@ def init_head_bias(train_model, train: CropCache) -> None:
     fc.bias.assign(pts.reshape(len(pts), -1).mean(0).astype(np.float32))
 
 
+def freeze_batchnorm(model) -> int:
+    """Run every BatchNormalization layer in inference mode with fixed weights; returns how many."""
+    n = 0
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            layer.trainable = False  # tf-keras: a non-trainable BN also normalises with its moving statistics
+            n += 1
+    return n
+
+
 def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
     """Write train.h5 and fp32.h5 from the current weights, always as float32 models."""
     keras = get_keras()
     policy = keras.mixed_precision.global_policy()
     src = train_model
-    if policy.name != "float32":
+    if policy.name != "float32" or cfg.train.freeze_bn:  # files hold float32, trainable layers
         keras.mixed_precision.set_global_policy("float32")
         try:
             src = build_training_model(cfg.model)
-            src.set_weights(train_model.get_weights())
+            # layer by layer: freezing moves BN weights in the model-level weight order
+            for dst, layer in zip(src.layers, train_model.layers):
+                dst.set_weights(layer.get_weights())
         finally:
             keras.mixed_precision.set_global_policy(policy)
     _atomic_save(src, os.path.join(run_dir, TRAIN_H5))
@@ -487,6 +499,8 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
         if t.init and not resume:
             source = load_init_weights(train_model, t.init, cfg.model)
             print("starting from the weights of %s" % source, flush=True)
+        if t.freeze_bn:
+            print("BatchNormalization frozen in %d layers" % freeze_batchnorm(train_model), flush=True)
         packed.compile(optimizer=make_optimizer(cfg),
                        loss=run_loss(cfg))
 
@@ -509,7 +523,9 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     if not os.path.isfile(os.path.join(run_dir, TRAIN_H5)):
         raise RuntimeError("training produced no model (no finite validation NME): see %s" % LOG_CSV)
     done = state.get("epochs_done")
-    if t.bn_calibration_steps and (state.get("bn_calibration") or {}).get("epochs_done") != done:
+    # frozen BN keeps the start's statistics on purpose: no re-estimation from augmented batches
+    calibrated = (state.get("bn_calibration") or {}).get("epochs_done") == done
+    if t.bn_calibration_steps and not t.freeze_bn and not calibrated:
         calib = make_dataset(train_c, t.batch_size, cfg.augment, cfg.crop, training=True, seed=t.seed + 1,
                              repeat=True, counts=counts)
         state["bn_calibration"] = calibrate_best_model(train_model, packed, cfg, run_dir, calib, val_c)

@@ -54,11 +54,14 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.option("--loss", "landmark_loss", type=click.Choice(list(LANDMARK_LOSSES)), default=None,
               help="Landmark term of the PFLD loss: l2 (default, as published) or wing (Wing loss, w=10 px, "
                    "eps=2 px: L1-like, fits NME's mean distance better than squared error).")
+@click.option("--freeze-bn", "freeze_bn", is_flag=True, default=None,
+              help="Freeze every BatchNormalization layer (its moving statistics and gamma/beta) while the "
+                   "convolutions train: for a warm restart (--init) under strong augmentation.")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
           max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, augment_set,
-          oversample, ema, init, landmark_loss, resume, overwrite) -> None:
+          oversample, ema, init, landmark_loss, freeze_bn, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -76,7 +79,8 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  "bn_momentum": bn_momentum,
                  "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
                  "augment_set": augment_set or None,
-                 "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss}
+                 "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss,
+                 "freeze_bn": freeze_bn}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
@@ -94,6 +98,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
         override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
+                 freeze_bn=freeze_bn,
                  oversample=_parse_oversample(oversample) if oversample else None)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:

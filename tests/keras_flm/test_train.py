@@ -211,6 +211,34 @@ def test_init_starts_from_given_weights_with_ema_and_oversampling(tiny_run, face
     assert len(moved) > 20 and max(moved) < 1e-4
 
 
+def test_freeze_bn_keeps_the_starts_statistics_and_writes_trainable_files(tiny_run, faces98, tmp_path):
+    """--freeze-bn: the convolutions train, every BN layer keeps the start's weights and moving statistics,
+    and fp32.h5 comes out as a plain model (BN trainable again), so QAT and exports see no frozen layers."""
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    src, cache, _ = tiny_run
+    run = str(tmp_path / "frozen")
+    args = ["train", "--data", str(faces98), "--run", run, "--width", "0.25", "--max-images", "72",
+            "--batch-size", "16", "--epochs", "1", "--lr", "3e-3", "--init", src, "--freeze-bn",
+            "--augment", "wild", "--cache-dir", cache]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "BatchNormalization frozen in" in res.output
+    assert RunConfig.load(os.path.join(run, "config.json")).train.freeze_bn is True
+    a = keras.models.load_model(os.path.join(src, "train.h5"), compile=False)
+    b = keras.models.load_model(os.path.join(run, "train.h5"), compile=False)
+    bns = [la for la in b.layers if la.__class__.__name__ == "BatchNormalization"]
+    assert len(bns) > 20 and all(la.trainable for la in bns)
+    for la in bns:
+        for wa, wb in zip(a.get_layer(la.name).get_weights(), la.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+    convs = [la for la in a.layers if la.__class__.__name__ in ("Conv2D", "DepthwiseConv2D")]
+    moved = [np.abs(wa - wb).max() for la in convs
+             for wa, wb in zip(la.get_weights(), b.get_layer(la.name).get_weights())]
+    assert max(moved) > 1e-4  # lr 3e-3: the convolutions did train
+
+
 def test_ema_weights_swap_in_and_back():
     from keras_flm.keras_compat import get_keras
     from keras_flm.train import EmaWeights

@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
-# pytest workers: two keep `make test` near 15 min even when another job shares the 2 cores (one
-# process got ~1/3 of the CPU beside a 2-thread training, two get ~1/2); a test file stays on one
-# worker (--dist loadfile) so its module fixtures are built once.
+# pytest workers: two help when another job shares the 2 cores (one process got ~1/3 of the CPU
+# beside a 2-thread training, two get ~1/2: pytest 21 min under that load against ~30 min on one
+# worker; idle both take ~15 min); a test file stays on one worker (--dist loadfile) so its module
+# fixtures are built once.
 PYTEST_WORKERS ?= 2
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2

@@ -18,10 +18,7 @@ def recalibrate_bn(model: Any, batches: Iterable[Any], steps: int) -> int:
     Runs the model eagerly in training mode with momentum k/(k+1) on batch k (a cumulative mean).
     Returns the number of batches used. Momenta are restored afterwards.
     """
-    from keras_flm.keras_compat import get_keras
-
-    keras = get_keras()
-    bns = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    bns = batchnorm_layers(model)
     if not bns or steps <= 0:
         return 0
     saved = [layer.momentum for layer in bns]
@@ -39,6 +36,14 @@ def recalibrate_bn(model: Any, batches: Iterable[Any], steps: int) -> int:
         for layer, m in zip(bns, saved):
             layer.momentum = m
     return used
+
+
+def batchnorm_layers(model: Any) -> list:
+    """Every BatchNormalization layer of a model, nested models included (recalibration, --freeze-bn)."""
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    return [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def _all_layers(model: Any) -> list:

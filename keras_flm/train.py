@@ -142,12 +142,12 @@ def init_head_bias(train_model, train: CropCache) -> None:
 
 def freeze_batchnorm(model) -> int:
     """Run every BatchNormalization layer in inference mode with fixed weights; returns how many."""
-    n = 0
-    for layer in model.layers:
-        if layer.__class__.__name__ == "BatchNormalization":
-            layer.trainable = False  # tf-keras: a non-trainable BN also normalises with its moving statistics
-            n += 1
-    return n
+    from keras_flm.bn_calibration import batchnorm_layers
+
+    bns = batchnorm_layers(model)
+    for layer in bns:
+        layer.trainable = False  # tf-keras: a non-trainable BN also normalises with its moving statistics
+    return len(bns)
 
 
 def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:

@@ -116,10 +116,6 @@ def quantize_kernel(w: np.ndarray, bits: int = SCORE_WEIGHT_BITS) -> np.ndarray:
     return out
 
 
-def _first(marks: Dict[str, float]) -> float:
-    return next(iter(marks.values()))
-
-
 def refit_head(model: Any, fit: Sequence[Labelled], score: Dict[str, Labelled],
                lambdas: Sequence[float] = LAMBDAS) -> Dict[str, Any]:
     """Refit `fc` of `model` (training or inference model) on the `fit` sets together; keep the
@@ -155,7 +151,8 @@ def refit_head(model: Any, fit: Sequence[Labelled], score: Dict[str, Labelled],
     kept = best_w is not None
     if kept:
         set_head(model, best_w)
-    return {"fit_crops": int(len(ft)), "val_faces": int(len(next(iter(score.values()))[0])),
+    first = next(iter(score))  # the scoring set named first stands for "val" in the summary
+    return {"fit_crops": int(len(ft)), "val_faces": int(len(score[first][0])),
             "before": before, "after": best, "lambda": best_lam, "tried": tried, "kept": kept,
-            "val_nme_before": _first(before["float"]), "val_nme_after": _first(best["float"]),
+            "val_nme_before": before["float"][first], "val_nme_after": best["float"][first],
             "seconds": time.time() - t0}

@@ -248,12 +248,13 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
 def _ort_overrides(onnx_path: str, folded, ranges, calib, cfg) -> Dict[str, list]:
     """ORT TensorQuantOverrides carrying `ranges` ({Keras layer of `folded`: (min, max)}) onto the
     ONNX export of `folded`, plus the concat sharing and the crop contract's input range."""
-    from quant.onnx_ranges import match_tensors, range_overrides, share_concat_ranges, share_input_range
+    from quant import onnx_ranges as OR
     from quant.scheme import input_range
 
-    matches = match_tensors(onnx_path, folded, sorted(ranges), calib, cfg.crop)
-    overrides = share_concat_ranges(onnx_path, range_overrides(matches, ranges))
-    return share_input_range(onnx_path, overrides, *input_range(cfg.crop))
+    proto = OR.load_model(onnx_path)  # once for the three passes
+    matches = OR.match_tensors(proto, folded, sorted(ranges), calib, cfg.crop)
+    overrides = OR.share_concat_ranges(proto, OR.range_overrides(matches, ranges))
+    return OR.share_input_range(proto, overrides, *input_range(cfg.crop))
 
 
 def _qat_onnx(run_dir: str, folded, ranges, calib, cfg, pcfg: PtqConfig, xcfg: ExportConfig):

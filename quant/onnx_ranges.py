@@ -15,11 +15,26 @@ TFLite and the DPU give them the concat's scale); ORT quantizes them separately,
 Without that, ORT calibrated the pooled S2 features at 0.14 per step where the concat steps
 by 0.004, and the released model's ORT PTQ read 8.69 % val NME instead of 4.90 %.
 """
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, normalize_input
+
+#: an ONNX file's path or the ModelProto already loaded from it (`load_model` loads a path once)
+OnnxModel = Union[str, Any]
+
+
+def load_model(onnx_model: OnnxModel):
+    """The ModelProto of `onnx_model`; a proto passes through, so one caller can load a file once
+    and hand it to every function here."""
+    import onnx
+
+    return onnx.load(onnx_model) if isinstance(onnx_model, str) else onnx_model
+
+
+def _name(onnx_model: OnnxModel) -> str:
+    return onnx_model if isinstance(onnx_model, str) else "the ONNX model"
 
 
 def _keras_values(float_model, names: List[str], x: np.ndarray) -> Dict[str, np.ndarray]:
@@ -30,14 +45,15 @@ def _keras_values(float_model, names: List[str], x: np.ndarray) -> Dict[str, np.
     return {n: np.asarray(o) for n, o in zip(names, outs)}
 
 
-def _onnx_values(onnx_path: str, x: np.ndarray) -> Dict[str, np.ndarray]:
+def _onnx_values(onnx_model: OnnxModel, x: np.ndarray) -> Dict[str, np.ndarray]:
     """Every float node output of the model on `x` (NHWC crops; transposed if the model wants NCHW)."""
     import onnx
     import onnxruntime as ort
 
     from runtime.backends.onnx_backend import wants_nchw
 
-    m = onnx.load(onnx_path)
+    m = onnx.ModelProto()
+    m.CopyFrom(load_model(onnx_model))  # the outputs added below stay out of the caller's proto
     have = {o.name for o in m.graph.output}
     for node in m.graph.node:
         for out in node.output:
@@ -55,7 +71,7 @@ def _onnx_values(onnx_path: str, x: np.ndarray) -> Dict[str, np.ndarray]:
             if isinstance(v, np.ndarray) and v.dtype == np.float32}
 
 
-def match_tensors(onnx_path: str, float_model, names: List[str], crops: np.ndarray,
+def match_tensors(onnx_model: OnnxModel, float_model, names: List[str], crops: np.ndarray,
                   spec: CropSpec = DEFAULT_SPEC, rtol: float = 1e-3) -> Dict[str, List[str]]:
     """{Keras layer name: [ONNX tensor names holding the same values]} for `names`.
 
@@ -63,7 +79,7 @@ def match_tensors(onnx_path: str, float_model, names: List[str], crops: np.ndarr
     that very Keras model). Raises ValueError naming the Keras tensors that match nothing."""
     x = normalize_input(np.asarray(crops[:4]), spec)
     keras_v = _keras_values(float_model, names, x)
-    onnx_v = _onnx_values(onnx_path, x)
+    onnx_v = _onnx_values(onnx_model, x)
     by_size: Dict[int, List[Tuple[str, np.ndarray]]] = {}
     for name, v in onnx_v.items():
         by_size.setdefault(v.size, []).append((name, np.sort(v.ravel())))
@@ -77,7 +93,7 @@ def match_tensors(onnx_path: str, float_model, names: List[str], crops: np.ndarr
     missing = [n for n in names if n not in out]
     if missing:
         raise ValueError("%s: no tensor holds the values of Keras layer(s) %s (is it the export of this "
-                         "model?)" % (onnx_path, ", ".join(missing)))
+                         "model?)" % (_name(onnx_model), ", ".join(missing)))
     return out
 
 
@@ -95,12 +111,10 @@ def range_overrides(matches: Dict[str, List[str]], ranges: Dict[str, Tuple[float
 RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
 
-def share_concat_ranges(onnx_path: str, overrides: Dict[str, list]) -> Dict[str, list]:
+def share_concat_ranges(onnx_model: OnnxModel, overrides: Dict[str, list]) -> Dict[str, list]:
     """`overrides` plus, for every Concat whose output has one, the same for its inputs (and the
     inputs of the reshapes that feed them)."""
-    import onnx
-
-    graph = onnx.load(onnx_path, load_external_data=False).graph
+    graph = load_model(onnx_model).graph
     producer = {out: node for node in graph.node for out in node.output}
     out = dict(overrides)
     for node in graph.node:
@@ -121,12 +135,11 @@ def share_concat_ranges(onnx_path: str, overrides: Dict[str, list]) -> Dict[str,
     return out
 
 
-def share_input_range(onnx_path: str, overrides: Dict[str, list], lo: float, hi: float) -> Dict[str, list]:
+def share_input_range(onnx_model: OnnxModel, overrides: Dict[str, list], lo: float,
+                      hi: float) -> Dict[str, list]:
     """`overrides` plus the crop contract's fixed input range (quant.scheme.input_range) for the
     graph input and what reshapes of it feed the first conv: the int8 input stays u8 - 128."""
-    import onnx
-
-    graph = onnx.load(onnx_path, load_external_data=False).graph
+    graph = load_model(onnx_model).graph
     given = [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
     out = dict(overrides)
     todo = [graph.input[0].name]

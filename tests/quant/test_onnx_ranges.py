@@ -54,6 +54,25 @@ def test_input_range_follows_reshapes_only(tmp_path):
     assert set(out) == {"x", "xr"} and float(out["xr"][0]["rmax"]) == pytest.approx(127 / 128)
 
 
+def test_a_loaded_proto_serves_like_its_path(tmp_path):
+    import onnx
+
+    from quant.onnx_ranges import _onnx_values, load_model
+
+    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["x"], ["n"]),
+                            helper.make_node("Concat", ["r", "n"], ["y"], axis=1)])
+    proto = load_model(path)
+    assert load_model(proto) is proto
+    given = {"y": _given(-1, 1)}
+    assert share_concat_ranges(proto, given) == share_concat_ranges(path, given)
+    assert share_input_range(proto, {}, -1.0, 1.0).keys() == share_input_range(path, {}, -1.0, 1.0).keys()
+    before = proto.SerializeToString()
+    vals = _onnx_values(proto, np.array([[-1.0, 2.0, -3.0, 4.0]], np.float32))
+    assert set(vals) >= {"r", "n", "y"}  # every node output is read...
+    assert proto.SerializeToString() == before  # ...without adding outputs to the caller's proto
+    assert [o.name for o in onnx.load(path).graph.output] == ["y"]
+
+
 def test_range_overrides_give_every_matched_tensor_the_keras_range():
     out = range_overrides({"a": ["t1", "t2"], "b": ["t3"]}, {"a": (0.0, 2.0), "b": (-1.0, 1.0), "c": (0, 9)})
     assert set(out) == {"t1", "t2", "t3"}

@@ -12,6 +12,8 @@ DATA=${2:-$HERE/../shared/data/faces98}
 PFLD=${PFLD:-$HERE/../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx}
 SPEC="channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01"
 QAT_EPOCHS=${QAT_EPOCHS:-2}
+# the QAT fine-tune's augmentation: the run's own recipe, or a preset (QAT_AUGMENT=full after a heavy-recipe run)
+QAT_AUGMENT=${QAT_AUGMENT:-run}
 BIN=$HERE/.venv/bin
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 step() { echo; echo "== $*"; "$@"; }
@@ -21,7 +23,7 @@ step "$BIN/flm" export onnx --run "$RUN"
 step "$BIN/flm" export tflite --run "$RUN"
 step "$BIN/flm" quantize ptq --run "$RUN" --calib 500
 step "$BIN/flm" quantize ptq --run "$RUN" --calib 500 --scheme pof2
-step "$BIN/flm" quantize qat --run "$RUN" --epochs "$QAT_EPOCHS"
+step "$BIN/flm" quantize qat --run "$RUN" --epochs "$QAT_EPOCHS" --augment "$QAT_AUGMENT"
 step "$BIN/flm" report --run "$RUN"
 step "$BIN/flm" report --run "$RUN" --split val
 # the INT8 ONNX the release will run by default (lower validation NME): tracking and video measure it

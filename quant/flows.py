@@ -252,7 +252,7 @@ def _ort_overrides(onnx_path: str, folded, ranges, calib, cfg) -> Dict[str, list
     from quant.scheme import input_range
 
     proto = OR.load_model(onnx_path)  # once for the three passes
-    matches = OR.match_tensors(proto, folded, sorted(ranges), calib, cfg.crop)
+    matches = OR.match_tensors(proto, folded, sorted(ranges), calib, cfg.crop, label=onnx_path)
     overrides = OR.share_concat_ranges(proto, OR.range_overrides(matches, ranges))
     return OR.share_input_range(proto, overrides, *input_range(cfg.crop))
 

@@ -72,8 +72,10 @@ def _onnx_values(onnx_model: OnnxModel, x: np.ndarray) -> Dict[str, np.ndarray]:
 
 
 def match_tensors(onnx_model: OnnxModel, float_model, names: List[str], crops: np.ndarray,
-                  spec: CropSpec = DEFAULT_SPEC, rtol: float = 1e-3) -> Dict[str, List[str]]:
-    """{Keras layer name: [ONNX tensor names holding the same values]} for `names`.
+                  spec: CropSpec = DEFAULT_SPEC, rtol: float = 1e-3,
+                  label: str = "") -> Dict[str, List[str]]:
+    """{Keras layer name: [ONNX tensor names holding the same values]} for `names`; `label` names
+    a loaded proto's file in the error.
 
     `float_model` and the ONNX file must compute the same function (the ONNX export of
     that very Keras model). Raises ValueError naming the Keras tensors that match nothing."""
@@ -93,7 +95,7 @@ def match_tensors(onnx_model: OnnxModel, float_model, names: List[str], crops: n
     missing = [n for n in names if n not in out]
     if missing:
         raise ValueError("%s: no tensor holds the values of Keras layer(s) %s (is it the export of this "
-                         "model?)" % (_name(onnx_model), ", ".join(missing)))
+                         "model?)" % (label or _name(onnx_model), ", ".join(missing)))
     return out
 
 

@@ -3,6 +3,7 @@
 The graph-walking rules are checked on hand-built ONNX graphs; the value matching on the
 tiny trained run's own export (and refused for a model it is not the export of)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def test_match_tensors_finds_the_export_and_refuses_another_model(quant_run):
     from quant import run as R
     from quant.calibration import sample_crops
     from quant.config import ExportConfig
-    from quant.onnx_ranges import match_tensors
+    from quant.onnx_ranges import load_model, match_tensors
     from quant.scheme import equalized_float
 
     flows.export_onnx(quant_run, ExportConfig(parity_crops=8), print)
@@ -104,3 +105,5 @@ def test_match_tensors_finds_the_export_and_refuses_another_model(quant_run):
     w.assign(w.numpy() * 1.5)  # now a different function: the export no longer holds its values
     with pytest.raises(ValueError, match="no tensor holds the values of Keras layer"):
         match_tensors(onnx_path, folded, names, crops, cfg.crop)
+    with pytest.raises(ValueError, match="^%s: no tensor holds" % re.escape(onnx_path)):  # a proto, named
+        match_tensors(load_model(onnx_path), folded, names, crops, cfg.crop, label=onnx_path)

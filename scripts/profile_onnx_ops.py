@@ -4,7 +4,7 @@ operator type and by node, for flm's INT8 exports and a foreign model side by si
 
 `flm bench` says how long a call takes; this says which layers to slim when the INT8 model
 must run 2x a foreign model's speed. Random input (the timing does not depend on the values);
-the same session options as the runtime (`runtime.backends.onnx_backend.make_session`).
+the runtime's own session (`runtime.backends.onnx_backend.make_session`).
 
     .venv/bin/python scripts/profile_onnx_ops.py models/pfld98_w1/qat_int8.onnx \\
         ../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx --iters 300 --top 8
@@ -26,23 +26,13 @@ def profile(path: str, iters: int, threads: int, warmup: int = 20) -> Dict[str, 
     """{"per_call_ms", "ops": {op type: ms per call}, "nodes": [(node, op, ms per call)]} of `path`.
 
     Node times are ORT's kernel times; per_call_ms is their sum per call (no Python overhead)."""
-    import onnxruntime as ort
+    from runtime.backends.onnx_backend import make_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # warm up in a session that is not profiled, so the profile holds steady-state calls only
-    plain = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-    inp = plain.get_inputs()[0]
-    shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-    for _ in range(warmup):
-        plain.run(None, {inp.name: x})
     with tempfile.TemporaryDirectory() as tmp:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        sess = make_session(path, threads, "profile_onnx_ops", profile_prefix=os.path.join(tmp, "ort"))
+        inp = sess.get_inputs()[0]
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+        x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
         for _ in range(warmup + iters):
             sess.run(None, {inp.name: x})
         with open(sess.end_profiling()) as f:
@@ -57,7 +47,7 @@ def profile(path: str, iters: int, threads: int, warmup: int = 20) -> Dict[str, 
         op_of[node] = e.get("args", {}).get("op_name", "?")
     if not by_node:
         raise SystemExit("%s: ONNX Runtime recorded no node times" % path)
-    # the first `warmup` calls of the profiled session are warm-up too: keep each node's last `iters`
+    # the first `warmup` calls are warm-up: keep each node's last `iters`
     nodes = [(n, op_of[n], float(np.mean(d[-iters:]))) for n, d in by_node.items()]
     ops: Dict[str, float] = defaultdict(float)
     for _, op, ms in nodes:

@@ -19,8 +19,9 @@ def _static(dim: Any) -> Optional[int]:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def make_session(path: str, threads: Optional[int], who: str):
-    """One ONNX Runtime CPU session, loaded once; `who` names the caller in import errors."""
+def make_session(path: str, threads: Optional[int], who: str, profile_prefix: Optional[str] = None):
+    """One ONNX Runtime CPU session, loaded once; `who` names the caller in import errors. With
+    `profile_prefix` ORT records per-node times (scripts/profile_onnx_ops.py) under the same options."""
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -30,6 +31,9 @@ def make_session(path: str, threads: Optional[int], who: str):
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types

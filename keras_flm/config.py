@@ -161,6 +161,13 @@ class TrainConfig:
     # convolutions train: for warm restarts under strong augmentation, whose batch statistics differ
     # from clean crops' (runs/occ_s20's validation NME swung 4.4-7.1 % with live BN statistics)
     freeze_bn: bool = False
+    # compute precision (keras_flm/train.py resolve_precision): "auto" = mixed_float16 on a GPU,
+    # float32 on a CPU; "mixed_bfloat16" for CPUs with AVX512-BF16/AMX (variables stay float32,
+    # the landmark and pose heads compute in float32); "float32"; "mixed_float16"
+    precision: str = "auto"
+
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass

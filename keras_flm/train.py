@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from keras_flm.config import RunConfig
+from keras_flm.config import PRECISIONS, RunConfig
 from keras_flm.data.cache import CropCache, build_cache
 from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets, unpack_targets
 from keras_flm.keras_compat import get_keras
@@ -61,10 +61,16 @@ def resolve_strategy(name: str):
     raise ValueError("strategy must be auto, mirrored or multiworker, got %r" % (name,))
 
 
-def use_mixed_precision() -> bool:
+def resolve_precision(name: str) -> str:
+    """The Keras policy for TrainConfig.precision: "auto" keeps float32 on a CPU, where float16 has
+    no fast kernels; bfloat16 is opt-in because only some CPUs (AVX512-BF16, AMX) run it faster."""
+    if name not in PRECISIONS:
+        raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), name))
+    if name != "auto":
+        return name
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
 
 
 def build_models(cfg: RunConfig):
@@ -466,7 +472,21 @@ def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress
 def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, overwrite: bool = False,
           cache_dir: Optional[str] = None, progress: bool = True, verbose: Optional[int] = None,
           log_every: int = 20) -> Dict:
-    """Train into run_dir; returns the final train_state (best val NME etc.)."""
+    """Train into run_dir; returns the final train_state (best val NME etc.).
+
+    The Keras precision policy is process-global: the run's (TrainConfig.precision) is set for the run
+    and the caller's put back afterwards, so a bfloat16 run does not change later models in-process.
+    """
+    keras = get_keras()
+    previous = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, data_root, run_dir, resume, overwrite, cache_dir, progress, verbose, log_every)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite: bool,
+           cache_dir: Optional[str], progress: bool, verbose: Optional[int], log_every: int) -> Dict:
 
     keras = get_keras()
     if cfg.train.init and not resume:
@@ -476,10 +496,10 @@ def train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool = False, ov
     train_c, val_c, summary = load_data(cfg, data_root, cache_dir, progress)
 
     strategy = resolve_strategy(cfg.train.strategy)
-    mixed = use_mixed_precision()
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    policy = resolve_precision(cfg.train.precision)
+    keras.mixed_precision.set_global_policy(policy)
     summary.update(strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
-                   mixed_precision=mixed)
+                   mixed_precision=policy != "float32", policy=policy)
     cfg.data = dict(cfg.data, **summary)
     cfg.versions = versions()
     cfg.save(os.path.join(run_dir, CONFIG_JSON))

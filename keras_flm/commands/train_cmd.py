@@ -3,7 +3,7 @@ import os
 
 import click
 
-from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSSES
+from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSSES, PRECISIONS
 
 
 @click.command("train")
@@ -57,11 +57,14 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.option("--freeze-bn", "freeze_bn", is_flag=True, default=None,
               help="Freeze every BatchNormalization layer (its moving statistics and gamma/beta) while the "
                    "convolutions train: for a warm restart (--init) under strong augmentation.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
+              help="Compute precision (default auto: mixed_float16 on a GPU, float32 on a CPU). "
+                   "mixed_bfloat16 trains faster on CPUs with AVX512-BF16 or AMX; weights stay float32.")
 @click.option("--resume", is_flag=True, help="Continue a killed run: epoch count, optimizer, patience.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
           max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, augment_set,
-          oversample, ema, init, landmark_loss, freeze_bn, resume, overwrite) -> None:
+          oversample, ema, init, landmark_loss, freeze_bn, precision, resume, overwrite) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -84,7 +87,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
-                                   "--time-budget/--strategy may change" % ", ".join(changed))
+                                   "--time-budget/--strategy/--precision may change" % ", ".join(changed))
         data_root = data_root or cfg.data.get("root")
     else:
         cfg = RunConfig(augment=augment_preset(augment or "full"))
@@ -98,7 +101,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
         override(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
-                 freeze_bn=freeze_bn,
+                 freeze_bn=freeze_bn, precision=precision,
                  oversample=_parse_oversample(oversample) if oversample else None)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:

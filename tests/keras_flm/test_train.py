@@ -239,6 +239,37 @@ def test_freeze_bn_keeps_the_starts_statistics_and_writes_trainable_files(tiny_r
     assert max(moved) > 1e-4  # lr 3e-3: the convolutions did train
 
 
+def test_bfloat16_run_trains_writes_float32_files_and_restores_policy(tiny_run, faces98, tmp_path):
+    """--precision mixed_bfloat16: the run trains (loss finite, weights move), config.json records the
+    policy, the files hold a float32 model with float32 heads, and the caller's policy comes back."""
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    src, cache, _ = tiny_run
+    run = str(tmp_path / "bf16")
+    args = ["train", "--data", str(faces98), "--run", run, "--width", "0.25", "--max-images", "72",
+            "--batch-size", "16", "--epochs", "1", "--lr", "3e-3", "--init", src,
+            "--precision", "mixed_bfloat16", "--cache-dir", cache]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert keras.mixed_precision.global_policy().name == "float32"
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    assert cfg.train.precision == "mixed_bfloat16" and cfg.data["policy"] == "mixed_bfloat16"
+    assert np.isfinite(float(_log(run)[-1]["loss"]))
+    m = keras.models.load_model(os.path.join(run, "fp32.h5"), compile=False)
+    assert {la.dtype_policy.name for la in m.layers} == {"float32"}
+    a = keras.models.load_model(os.path.join(src, "fp32.h5"), compile=False)
+    assert np.abs(a.get_layer("fc").get_weights()[0] - m.get_layer("fc").get_weights()[0]).max() > 1e-5
+
+
+def test_bad_precision_names_the_choices():
+    from keras_flm.train import resolve_precision
+
+    with pytest.raises(ValueError, match="mixed_bfloat16"):
+        resolve_precision("bf16")
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+
+
 def test_ema_weights_swap_in_and_back():
     from keras_flm.keras_compat import get_keras
     from keras_flm.train import EmaWeights

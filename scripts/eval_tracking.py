@@ -11,6 +11,9 @@ chains from boxes jittered by fractions of the face size. Prints a markdown tabl
         --model ../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx \\
         --foreign-spec "channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01" \\
         --recrop 10 --jitter 0.1,0.2 --draws 4 --plot /tmp/recrop.png --json /tmp/recrop.json
+    # the drift of half-hidden faces, measured on validation (choose fixes here, not on test):
+    .venv/bin/python scripts/eval_tracking.py --model runs/NAME/qat_int8.onnx --split val --run runs/NAME \
+        --occlude 0.4 --jitter ""
 
 Same numbers as `flm-dpu eval --recrop 10 --jitter 0.1,0.2` (which prints them as a plain table).
 """
@@ -56,7 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--backend", default=None, help="engine for an flm model (default: from the suffix)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
-    ap.add_argument("--split", choices=["test", "train"], default="test")
+    ap.add_argument("--split", choices=["test", "train", "val"], default="test",
+                    help="val: the validation faces of --run (rebuilt from its config.json)")
+    ap.add_argument("--run", default=None, help="training run whose validation split --split val uses")
+    ap.add_argument("--occlude", type=float, default=None, metavar="FRACTION",
+                    help="hide the lower FRACTION of every face (texture from the next face's image): "
+                         "a validation probe of the drift half-hidden test faces show")
     ap.add_argument("--limit", type=int, default=None, help="only the first N faces")
     ap.add_argument("--recrop", type=int, default=10, help="re-crop steps N (default: %(default)s)")
     ap.add_argument("--jitter", default="0.1,0.2", help="start-box jitters, fractions of the face size")
@@ -69,6 +77,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.recrop < 0 or a.draws < 1 or a.threads < 1 or (a.limit is not None and a.limit < 1):
         ap.error("--recrop must be >= 0; --draws, --threads and --limit >= 1")
+    if a.occlude is not None and not 0.0 < a.occlude < 1.0:
+        ap.error("--occlude must be in (0, 1), got %g" % a.occlude)
+    if (a.split == "val") != (a.run is not None):
+        ap.error("--split val needs --run (the run whose validation faces to use); --run goes only with it")
 
     from keras_flm.report_md import markdown_table
     from runtime import stability as S
@@ -78,19 +90,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         jitters = S.parse_jitters(a.jitter)
     except ValueError as e:
         ap.error(str(e))
-    records = read_annotations(a.data, a.split)[:a.limit]
+    if a.split == "val":
+        from keras_flm.config import RunConfig
+        from keras_flm.evaluate import EvalError, load_split
+
+        cfg_path = os.path.join(a.run, "config.json")
+        if not os.path.isfile(cfg_path):
+            ap.error("%s not found (--run must be a training run directory)" % cfg_path)
+        try:
+            records = load_split(a.data, "val", RunConfig.load(cfg_path))[0][:a.limit]
+        except EvalError as e:
+            ap.error(str(e))
+    else:
+        records = read_annotations(a.data, a.split)[:a.limit]
+    frame_of = S.occluded_frames(records, a.occlude, a.seed) if a.occlude else None
     be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads)
     t0 = time.perf_counter()
     try:
-        study = S.recrop_study(be, records, a.recrop, jitters, a.draws, a.seed, a.jitter_mode)
+        study = S.recrop_study(be, records, a.recrop, jitters, a.draws, a.seed, a.jitter_mode,
+                               frame_of=frame_of)
         info = be.info()
     finally:
         be.close()
     summary = S.summarize_study(study)
-    summary.update(model=info, data=a.data, split=a.split, seconds=time.perf_counter() - t0)
+    summary.update(model=info, data=a.data, split=a.split, occlude=a.occlude,
+                   seconds=time.perf_counter() - t0)
     header, rows = S.study_rows(summary)
-    title = ("%s on %d %s faces of %s (%s), %d re-crops, jitter %s (%s) x %d draws, seed %d"
-             % (os.path.basename(a.model), summary["faces"], a.split, a.data,
+    title = ("%s on %d %s faces%s of %s (%s), %d re-crops, jitter %s (%s) x %d draws, seed %d"
+             % (os.path.basename(a.model), summary["faces"], a.split,
+                " (lower %g occluded)" % a.occlude if a.occlude else "", a.data,
                 info.get("foreign_spec") or info.get("backend"), a.recrop, a.jitter, a.jitter_mode, a.draws,
                 a.seed))
     summary["markdown"] = "%s\n\n%s\n\n%s" % (title, markdown_table(header, rows), S.study_verdict(summary))

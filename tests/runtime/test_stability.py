@@ -301,3 +301,46 @@ def test_bad_inputs_name_the_file(tmp_path):
     q.write_text('{"fps": 30}')
     with pytest.raises(ValueError, match="frames"):
         S.read_truth(str(q))
+
+
+# --------------------------------------------------------------------------- occlusion probe
+def test_occlude_lower_hides_only_the_lower_band_with_the_patch():
+    frame = np.zeros((200, 200, 3), np.uint8)
+    patch = np.full((10, 10), 200, np.uint8)  # gray donor texture goes into a colour frame
+    box = (50.0, 40.0, 150.0, 140.0)
+    for seed in range(6):  # both shapes, several band edges
+        out = S.occlude_lower(frame, box, 0.3, patch, np.random.default_rng(seed))
+        assert out is not frame and frame.max() == 0  # the input frame is left alone
+        rows, cols = np.nonzero(out[..., 0] == 200)
+        assert len(rows) > 0
+        assert rows.min() >= 140 - 100 * 0.4 - 1  # no higher than fraction + 10 % of the box
+        assert rows.max() <= 140 + 15 + 1 and cols.min() >= 50 - 15 - 1 and cols.max() <= 150 + 15 + 1
+        assert not out[:95].any()  # eyes and brows stay visible
+        assert set(np.unique(out)) <= {0, 200}
+    with pytest.raises(ValueError, match="fraction"):
+        S.occlude_lower(frame, box, 1.0, patch, np.random.default_rng(0))
+
+
+def test_occluded_frames_are_seeded_per_face_and_use_the_next_faces_texture(tmp_path):
+    rng = np.random.default_rng(0)
+    two = []
+    for k, value in enumerate((60, 220)):
+        path = str(tmp_path / ("f%d.png" % k))
+        cv2.imwrite(path, np.full((240, 240, 3), value, np.uint8))
+        two.append(Rec(path, make_shape(rng, 70, 70, 100), np.zeros(4), np.zeros(6, np.int32)))
+    frame_of = S.occluded_frames(two, 0.3, seed=1)
+    a, b = frame_of(0, two[0]), frame_of(0, two[0])
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) == {60, 220}  # face 0 keeps its own pixels and gets face 1's texture
+    assert set(np.unique(frame_of(1, two[1]))) == {60, 220}
+
+
+def test_recrop_study_crops_the_frames_frame_of_gives(recs, crop_log):
+    seen = []
+
+    def frame_of(i, r):
+        seen.append(i)
+        return S.load_image(r)
+
+    S.recrop_study(Model(recs, crop_log), recs, iterations=1, jitters=(), frame_of=frame_of)
+    assert seen == list(range(len(recs)))

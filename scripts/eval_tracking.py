@@ -13,7 +13,9 @@ chains from boxes jittered by fractions of the face size. Prints a markdown tabl
         --recrop 10 --jitter 0.1,0.2 --draws 4 --plot /tmp/recrop.png --json /tmp/recrop.json
     # the drift of half-hidden faces, measured on validation (choose fixes here, not on test):
     .venv/bin/python scripts/eval_tracking.py --model runs/NAME/qat_int8.onnx --split val --run runs/NAME \
-        --occlude 0.4 --jitter ""
+        --occlude 0.25 --jitter ""
+    # look at the faces that drift most: their true-box chains at steps 0, 2, 5, 10
+    .venv/bin/python scripts/eval_tracking.py --model runs/NAME/qat_int8.onnx --show drifters --show-png c.png
 
 Same numbers as `flm-dpu eval --recrop 10 --jitter 0.1,0.2` (which prints them as a plain table).
 """
@@ -52,6 +54,54 @@ def plot_curves(summary: Dict[str, Any], path: str, title: str) -> None:
     plt.close(fig)
 
 
+#: re-crop steps drawn per face by --show (those beyond --recrop are left out)
+SHOW_STEPS = (0, 2, 5, 10)
+TILE = 300  # pixels per tile side
+
+
+def chain_sheet(backend: Any, records: List[Any], faces: List[int], iterations: int,
+                frame_of: Optional[Any] = None) -> Any:
+    """A PNG-ready sheet: per face a row of tiles, the true-box chain at SHOW_STEPS, with the ground
+    truth (green), the prediction (red) and the box it was cropped from (cyan). Why: a mean over 68
+    faces hides how a chain fails (a chin walking onto an occluder, a box shrinking onto the eyes)."""
+    import cv2
+    import numpy as np
+
+    from runtime import stability as S
+    from runtime.evaluate import face_box, load_image
+    from runtime.overlay import draw_points
+    from runtime.preprocess import box_from_landmarks
+
+    rows = []
+    for i in faces:
+        r = records[i]
+        frame = load_image(r) if frame_of is None else frame_of(i, r)
+        gt = np.asarray(r.landmarks, np.float64).reshape(-1, 2)
+        true = face_box(r, "landmarks")
+        chain = S.recrop_chains(backend, frame, [true], iterations)[:, 0]
+        nme = S.normalised_distance(chain[:, None], gt, gt)[:, 0]
+        x0, y0, x1, y1 = true
+        w, h = x1 - x0, y1 - y0
+        c0, r0 = int(max(0, x0 - 0.5 * w)), int(max(0, y0 - 0.5 * h))
+        c1, r1 = int(min(frame.shape[1], x1 + 0.5 * w)), int(min(frame.shape[0], y1 + 0.5 * h))
+        k = float(TILE) / max(r1 - r0, c1 - c0)
+        tiles = []
+        for step in [s for s in SHOW_STEPS if s <= iterations]:
+            box = true if step == 0 else box_from_landmarks(chain[step - 1])
+            tile = np.zeros((TILE, TILE, 3), np.uint8)
+            view = cv2.resize(frame[r0:r1, c0:c1], None, fx=k, fy=k)[:TILE, :TILE]
+            tile[:view.shape[0], :view.shape[1]] = view if view.ndim == 3 else view[..., None]
+            draw_points(tile, (gt - (c0, r0)) * k, (0, 255, 0))
+            draw_points(tile, (chain[step] - (c0, r0)) * k, (0, 0, 255))
+            b = np.rint((np.asarray(box) - (c0, r0, c0, r0)) * k).astype(int)
+            cv2.rectangle(tile, (int(b[0]), int(b[1])), (int(b[2]), int(b[3])), (255, 255, 0), 1)
+            cv2.putText(tile, "#%d step %d NME %.1f %%" % (i, step, 100 * nme[step]), (4, 16),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            tiles.append(tile)
+        rows.append(np.hstack(tiles))
+    return np.vstack(rows)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="flm model (bundle/.onnx/.tflite/.h5) or a foreign ONNX")
@@ -74,6 +124,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_out", default=None, help="write the summary as JSON")
     ap.add_argument("--plot", default=None, help="write NME vs re-crop step as a PNG (needs matplotlib)")
+    ap.add_argument("--show", default=None, metavar="I,J,...",
+                    help="draw these faces' true-box chains (steps 0, 2, 5, 10) into --show-png; 'drifters' "
+                         "= the faces the verdict names")
+    ap.add_argument("--show-png", default="recrop_chains.png",
+                    help="where --show writes (default: %(default)s)")
     a = ap.parse_args(argv)
     if a.recrop < 0 or a.draws < 1 or a.threads < 1 or (a.limit is not None and a.limit < 1):
         ap.error("--recrop must be >= 0; --draws, --threads and --limit >= 1")
@@ -88,8 +143,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         jitters = S.parse_jitters(a.jitter)
+        show = None if a.show in (None, "drifters") else [int(v) for v in a.show.split(",") if v.strip()]
     except ValueError as e:
-        ap.error(str(e))
+        ap.error("--jitter/--show: %s" % e)
     if a.split == "val":
         from keras_flm.config import RunConfig
         from keras_flm.evaluate import EvalError, load_split
@@ -103,6 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             ap.error(str(e))
     else:
         records = read_annotations(a.data, a.split)[:a.limit]
+    bad = [i for i in show or () if not 0 <= i < len(records)]
+    if bad:
+        ap.error("--show: no face %s among the %d scored" % (", ".join(map(str, bad)), len(records)))
     frame_of = S.occluded_frames(records, a.occlude, a.seed) if a.occlude else None
     be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads)
     t0 = time.perf_counter()
@@ -110,6 +169,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         study = S.recrop_study(be, records, a.recrop, jitters, a.draws, a.seed, a.jitter_mode,
                                frame_of=frame_of)
         info = be.info()
+        if a.show:
+            if show is None:
+                nme = study["nme"]
+                show = [f[0] for f in S.drifters(nme[:, 0, 0], nme[:, a.recrop, 0])["faces"]]
+            import cv2
+
+            cv2.imwrite(a.show_png, chain_sheet(be, records, show, a.recrop, frame_of))
+            print("wrote %s (faces %s)" % (a.show_png, ", ".join(map(str, show))))
     finally:
         be.close()
     summary = S.summarize_study(study)

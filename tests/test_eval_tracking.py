@@ -49,3 +49,20 @@ def test_occluded_validation_faces_raise_the_nme(shared_data, faces98, tmp_path,
     a, b = json.loads(plain.read_text()), json.loads(hidden.read_text())
     assert a["occlude"] is None and b["occlude"] == 0.3
     assert b["one_shot_nme"] > a["one_shot_nme"]
+
+
+def test_show_draws_one_row_per_face_and_one_tile_per_step(shared_data, faces98, tmp_path, capsys):
+    import cv2
+
+    pfld = shared_data.parent / "models" / "pfld_ghostone" / "PFLD_GhostOne_112_1_opt_sim.onnx"
+    png = tmp_path / "chains.png"
+    base = ["--model", str(pfld), "--foreign-spec", SPEC, "--data", str(faces98), "--limit", "3",
+            "--recrop", "2", "--jitter", "", "--show-png", str(png)]
+    assert eval_tracking.main(base + ["--show", "0,2"]) == 0
+    sheet = cv2.imread(str(png))
+    tile = eval_tracking.TILE
+    assert sheet.shape == (2 * tile, 2 * tile, 3)  # faces 0 and 2; steps 0 and 2 (5 and 10 > --recrop)
+    assert (sheet[..., 1] == 255).any() and (sheet[..., 2] == 255).any()  # truth and prediction drawn
+    with pytest.raises(SystemExit):
+        eval_tracking.main(base + ["--show", "0,7"])
+    assert "--show: no face 7 among the 3 scored" in capsys.readouterr().err

@@ -32,6 +32,7 @@ def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str,
                lr=cfg.train.lr, lr_min=cfg.train.lr_min, batch_size=cfg.train.batch_size,
                time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
                init=cfg.train.init, landmark_loss=cfg.train.landmark_loss, bn_momentum=cfg.model.bn_momentum,
+               freeze_bn=cfg.train.freeze_bn, policy=cfg.data.get("policy"),
                train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"))
     snapshot = read_json(os.path.join(run_dir, INIT_SNAPSHOT), None)
     prior = snapshot.get("summary") if snapshot else init_summary(cfg.train.init, _depth)

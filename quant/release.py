@@ -352,12 +352,14 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
     ] + _data_lines(metrics, tr) + [
         "## Training",
         "- %s epochs (best at %s, best val NME %s %%), %.1f h on a 2-core CPU, batch %s, AdamW lr %g → %g "
-        "cosine%s, %s landmark loss, BN momentum %s, weight EMA %s, oversampling %s%s."
+        "cosine%s, %s landmark loss, BN momentum %s%s, weight EMA %s, oversampling %s%s%s."
         % (tr.get("epochs_done"), tr.get("best_epoch"), _pct(tr.get("best_val_nme")), hours,
            tr.get("batch_size"), tr.get("lr"), tr.get("lr_min"),
            "" if not tr.get("time_budget_min") else " over a %g-min budget" % tr["time_budget_min"],
            {"wing": "Wing", "l2": "L2"}.get(tr.get("landmark_loss") or "l2", tr.get("landmark_loss")),
-           tr.get("bn_momentum", "–"), tr.get("ema") or "off", over,
+           tr.get("bn_momentum", "–"), " (BatchNorm frozen)" if tr.get("freeze_bn") else "",
+           tr.get("ema") or "off", over,
+           "" if tr.get("policy") in (None, "float32") else ", %s compute (float32 weights)" % tr["policy"],
            "" if not tr.get("init") else ", started from `%s`" % tr["init"]),
         "- Augmentation (`config.json` `augment`): %s." % describe_augment(cfg.augment),
     ] + _lineage_lines(tr) + ["",

@@ -213,3 +213,24 @@ def test_snapshot_keeps_the_lineage_when_the_start_is_rebuilt(release_run, tmp_p
     released = build_release(run, "second", models, log=lambda *_: None)
     tr = json.load(open(os.path.join(released, "metrics.json")))["training"]
     assert tr["epochs_done"] == 5 and tr["init_training"] == prior
+
+
+def test_model_card_states_frozen_bn_and_a_mixed_policy():
+    """The training line names what changes how a run trains: frozen BatchNorm and a bfloat16 policy
+    (absent from older summaries, which must still render)."""
+    from keras_flm.config import RunConfig
+    from quant.release import model_card
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "models", "pfld98_w1")
+    metrics = json.load(open(os.path.join(root, "metrics.json")))
+    cfg = RunConfig.load(os.path.join(root, "config.json"))
+    for key in ("freeze_bn", "policy"):
+        metrics["training"].pop(key, None)
+    plain = model_card(metrics, cfg)
+    assert "BatchNorm frozen" not in plain and "compute (float32 weights)" not in plain
+    metrics["training"].update(freeze_bn=True, policy="mixed_bfloat16")
+    card = model_card(metrics, cfg)
+    assert "(BatchNorm frozen)" in card and "mixed_bfloat16 compute (float32 weights)" in card
+    metrics["training"]["policy"] = "float32"
+    assert "compute (float32 weights)" not in model_card(metrics, cfg)

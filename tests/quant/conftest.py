@@ -4,6 +4,7 @@ Briefly trained, not converged: quantization must still keep its outputs close t
 FP32 model's, which is what the tests check (with tolerances stated where they are used).
 """
 import os
+import shutil
 
 import pytest
 
@@ -32,3 +33,20 @@ def quant_run(faces98, tmp_path_factory):
             os.environ.pop("FLM_CACHE_DIR", None)
         else:
             os.environ["FLM_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def release_run(quant_run, tmp_path_factory):
+    """A copy of the tiny run with FP32 TFLite/ONNX exports in the INT8 file slots."""
+    from quant import flows
+    from quant.config import ExportConfig
+
+    run = str(tmp_path_factory.mktemp("rel") / "run")
+    shutil.copytree(quant_run, run)
+    xcfg = ExportConfig()
+    flows.export_tflite(run, xcfg, lambda *_: None)
+    flows.export_onnx(run, xcfg, lambda *_: None)
+    for stem in ("ptq_int8", "qat_int8"):
+        for ext in ("tflite", "onnx"):
+            shutil.copy(os.path.join(run, "fp32." + ext), os.path.join(run, "%s.%s" % (stem, ext)))
+    return run

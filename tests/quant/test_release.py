@@ -19,23 +19,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 COMMITTED = os.path.join(REPO, "models", RELEASE_NAME)
 
 
-@pytest.fixture(scope="module")
-def release_run(quant_run, tmp_path_factory):
-    """A copy of the tiny run with FP32 TFLite/ONNX exports in the INT8 file slots."""
-    from quant import flows
-    from quant.config import ExportConfig
-
-    run = str(tmp_path_factory.mktemp("rel") / "run")
-    shutil.copytree(quant_run, run)
-    xcfg = ExportConfig()
-    flows.export_tflite(run, xcfg, lambda *_: None)
-    flows.export_onnx(run, xcfg, lambda *_: None)
-    for stem in ("ptq_int8", "qat_int8"):
-        for ext in ("tflite", "onnx"):
-            shutil.copy(os.path.join(run, "fp32." + ext), os.path.join(run, "%s.%s" % (stem, ext)))
-    return run
-
-
 def test_host_models_take_the_int8_file_with_the_lower_validation_nme():
     from quant.release import host_models
 

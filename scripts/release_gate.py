@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Does a trained, quantized run beat the committed release? The rules (quant/release_gate.py) are
+fixed before the run is scored and judge on the validation split; exit 0 = release it, 1 = keep the
+release, 2 = cannot compare. scripts/release_full.sh runs it before `flm release`.
+
+    .venv/bin/python scripts/release_gate.py --run runs/NAME [--release models/pfld98_w1] [--json gate.json]
+
+Prints one row per check: the candidate's number, the release's, the rule and PASS/FAIL. The re-crop
+checks run each model's host-default INT8 ONNX on the run's validation faces (~1 min per model).
+"""
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "faces98")
+
+
+def _fmt(v: Optional[float], signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    return ("%+.3f" if signed else "%.3f") % (100 * v)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from runtime.release import RELEASE_NAME
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the candidate: a quantized training run directory")
+    ap.add_argument("--release", default=os.path.join(REPO, "models", RELEASE_NAME),
+                    help="the release to beat (default: %(default)s; none there: only the INT8 check)")
+    ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N validation faces (tests)")
+    ap.add_argument("--json", dest="json_out", default=None, help="write the checks as JSON")
+    a = ap.parse_args(argv)
+    if a.limit is not None and a.limit < 1:
+        ap.error("--limit must be >= 1")
+    cfg_path = os.path.join(a.run, "config.json")
+    if not os.path.isfile(cfg_path):
+        ap.error("%s not found (--run must be a training run directory)" % cfg_path)
+
+    from tqdm import tqdm
+
+    from keras_flm.config import RunConfig
+    from keras_flm.evaluate import EvalError, load_split
+    from keras_flm.report_md import markdown_table
+    from quant import release_gate as G
+    from quant.release import run_default_int8
+
+    try:
+        cand = G.candidate_scores(a.run)
+        base = G.release_scores(a.release)
+        cfg = RunConfig.load(cfg_path)
+        if base is not None:
+            G.comparable_splits(cfg, RunConfig.load(os.path.join(a.release, "config.json")))
+        records = load_split(a.data, "val", cfg)[0][:a.limit]
+    except (G.GateError, EvalError, ValueError, OSError) as e:
+        print("release gate: %s" % e, file=sys.stderr)
+        return 2
+    models = {"candidate": os.path.join(a.run, run_default_int8(a.run))}
+    if base is not None:
+        models["release"] = os.path.join(a.release, base["int8"])
+    for who, path in models.items():
+        if not os.path.isfile(path):
+            print("release gate: the %s's host-default INT8 model %s is missing" % (who, path),
+                  file=sys.stderr)
+            return 2
+    scores = {"candidate": cand, "release": base}
+    for who, path in models.items():
+        for key, occlude in (("recrop", 0.0), ("occluded", G.OCCLUDE)):
+            with tqdm(total=len(records), desc="%s %s %s" % (who, os.path.basename(path), key), unit="face",
+                      leave=False) as bar:
+                scores[who][key] = G.recrop_after(path, records, occlude, progress=bar.update)
+    checks = G.gate_checks(cand, base)
+    rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
+             _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]
+    ok = G.passed(checks)
+    print("%s against %s on %d validation faces (NME %%; INT8 rows: pp against the run's FP32 on test)\n"
+          % (a.run, a.release if base is not None else "no release", len(records)))
+    print(markdown_table(["check", "candidate", "release", "rule", ""], rows))
+    failed = [c["check"] for c in checks if not c["ok"]]
+    print("\n%s" % ("PASS: release it" if ok else "FAIL (%s): keep the release" % "; ".join(failed)))
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"run": a.run, "release": a.release if base is not None else None,
+                       "faces": len(records), "models": models, "checks": checks, "passed": ok}, f, indent=2)
+        print("wrote %s" % a.json_out)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The release gate (quant/release_gate.py, scripts/release_gate.py): the checks from numbers, the
+errors that name what is missing, and the script end to end on the tiny run against a release built
+from it."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from quant import release_gate as G
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(REPO, "scripts", "release_gate.py")
+
+
+def _cand(fp32_val=0.035, int8_loss=0.0005, recrop=0.036, occluded=0.055):
+    c = {k: 0.085 + int8_loss for k in G.INT8_ARTIFACTS}
+    c.update(fp32=0.085, fp32_val=fp32_val, recrop=recrop, occluded=occluded)
+    return c
+
+
+BASE = {"fp32_val": 0.036, "recrop": 0.037, "occluded": 0.060}
+
+
+def _failed(checks):
+    return [c["check"] for c in checks if not c["ok"]]
+
+
+def test_a_better_candidate_passes_and_each_rule_can_fail_it():
+    assert G.passed(G.gate_checks(_cand(), BASE))
+    assert _failed(G.gate_checks(_cand(fp32_val=0.036), BASE)) == ["val FP32 NME"]  # a tie is not better
+    assert _failed(G.gate_checks(_cand(recrop=0.0371), BASE)) == ["val after 10 re-crops"]
+    assert _failed(G.gate_checks(_cand(occluded=0.061), BASE)) == ["val after 10 re-crops, lower 25 % hidden"]
+    # the INT8 bound is the issue's 0.1 pp, on every INT8 artifact including the DPU emulation
+    assert G.passed(G.gate_checks(_cand(int8_loss=0.001), BASE))
+    cand = _cand()
+    cand["ptq_pof2_dpu"] = cand["fp32"] + 0.00113
+    assert _failed(G.gate_checks(cand, BASE)) == ["test ptq_pof2_dpu - FP32"]
+
+
+def test_without_a_release_only_the_int8_bound_can_fail():
+    assert G.passed(G.gate_checks(_cand(fp32_val=0.5, recrop=0.9, occluded=0.9), None))
+    every_int8 = ["test %s - FP32" % k for k in G.INT8_ARTIFACTS]
+    assert _failed(G.gate_checks(_cand(int8_loss=0.002), None)) == every_int8
+
+
+def test_missing_scores_name_the_commands_that_make_them():
+    with pytest.raises(G.GateError) as e:
+        G.run_scores({"fp32": {"nme": 0.08}, "ptq_int8": {"nme": 0.08}}, "runs/x")
+    msg = str(e.value)
+    assert "runs/x/metrics.json lacks" in msg and "ptq_int8," not in msg
+    for cmd in ("flm eval --run runs/x --split val", "flm quantize qat --run runs/x",
+                "flm quantize ptq --run runs/x --scheme pof2"):
+        assert cmd in msg
+
+
+def test_release_scores(tmp_path):
+    assert G.release_scores(str(tmp_path)) is None  # no release yet
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {}}))
+    with pytest.raises(G.GateError, match="not a release's metrics.json"):
+        G.release_scores(str(tmp_path))
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"models": {"fp32.h5": {"val_nme": 0.0362}}, "default_int8": "qat_int8.onnx"}))
+    assert G.release_scores(str(tmp_path)) == {"fp32_val": 0.0362, "int8": "qat_int8.onnx"}
+
+
+def test_validation_splits_must_match():
+    from keras_flm.config import RunConfig
+
+    a, b = RunConfig(), RunConfig()
+    G.comparable_splits(a, b)
+    b.train.seed = 7
+    with pytest.raises(G.GateError, match="not comparable"):
+        G.comparable_splits(a, b)
+
+
+def _gate(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_gate_script_against_a_release_of_the_same_run(release_run, faces98, tmp_path):
+    """Same weights on both sides: the re-crop checks tie (pass), so the validation FP32 score decides."""
+    from keras_flm.report_md import update_metrics
+    from quant.release import build_release
+
+    run = str(tmp_path / "run")
+    shutil.copytree(release_run, run)
+    rel = build_release(run, "tiny", str(tmp_path / "models"), log=lambda *_: None)
+    rel_val = json.load(open(os.path.join(rel, "metrics.json")))["models"]["fp32.h5"]["val_nme"]
+    update_metrics(run, "fp32", {"nme": 0.08})
+    for k in G.INT8_ARTIFACTS:
+        update_metrics(run, k, {"nme": 0.0805})
+    update_metrics(run, "fp32_val", {"nme": rel_val - 0.001})
+    out = str(tmp_path / "gate.json")
+    args = ["--run", run, "--release", rel, "--data", str(faces98), "--limit", "4", "--json", out]
+    r = _gate(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS: release it" in r.stdout
+    g = json.load(open(out))
+    recrop = {c["check"]: c for c in g["checks"]}["val after 10 re-crops"]
+    assert g["passed"] and g["faces"] == 4 and recrop["candidate"] == pytest.approx(recrop["release"])
+    update_metrics(run, "fp32_val", {"nme": rel_val + 0.001})
+    r = _gate(*args)
+    assert r.returncode == 1 and "FAIL (val FP32 NME): keep the release" in r.stdout, r.stdout + r.stderr
+    # a run not yet quantized: exit 2 and the commands that make the missing scores
+    os.remove(os.path.join(run, "metrics.json"))
+    r = _gate(*args)
+    assert r.returncode == 2 and "flm quantize qat --run %s" % run in r.stderr, r.stderr

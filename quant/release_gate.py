@@ -91,19 +91,23 @@ def passed(checks: Sequence[Dict[str, Any]]) -> bool:
     return all(c["ok"] for c in checks)
 
 
-def recrop_after(model: str, records: Sequence[Any], occlude: float = 0.0, seed: int = 0,
-                 progress: Optional[Callable[[int], Any]] = None) -> float:
+def recrop_after(model: str, records: Sequence[Any], occludes: Sequence[float] = (0.0, OCCLUDE),
+                 seed: int = 0, progress: Optional[Callable[[int], Any]] = None) -> List[float]:
     """Mean NME after ITERATIONS re-crops from the true box (no jittered starts) of `model` on
-    `records`, the lower `occlude` of each face hidden when > 0."""
+    `records`, once per entry of `occludes` (the lower fraction of each face hidden when > 0), with
+    the model loaded once."""
     from runtime import stability as S
 
     be = S.load_model(model, threads=1)  # scripts/eval_tracking.py's default: the same numbers
+    out = []
     try:
-        frame_of = S.occluded_frames(records, occlude, seed) if occlude > 0 else None
-        study = S.recrop_study(be, records, ITERATIONS, (), 1, seed, progress=progress, frame_of=frame_of)
+        for occlude in occludes:
+            frame_of = S.occluded_frames(records, occlude, seed) if occlude > 0 else None
+            study = S.recrop_study(be, records, ITERATIONS, (), 1, seed, progress=progress, frame_of=frame_of)
+            out.append(float(S.summarize_study(study)["recrop_nme"]))
     finally:
         be.close()
-    return float(S.summarize_study(study)["recrop_nme"])
+    return out
 
 
 def comparable_splits(run_cfg: Any, release_cfg: Any) -> None:

@@ -69,12 +69,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("release gate: the %s's host-default INT8 model %s is missing" % (who, path),
                   file=sys.stderr)
             return 2
-    scores = {"candidate": cand, "release": base}
-    for who, path in models.items():
-        for key, occlude in (("recrop", 0.0), ("occluded", G.OCCLUDE)):
-            with tqdm(total=len(records), desc="%s %s %s" % (who, os.path.basename(path), key), unit="face",
-                      leave=False) as bar:
-                scores[who][key] = G.recrop_after(path, records, occlude, progress=bar.update)
+    for scores, path in ((cand, models["candidate"]), (base, models.get("release"))):
+        if scores is None:
+            continue
+        with tqdm(total=2 * len(records), desc="re-crops of %s" % path, unit="face", leave=False) as bar:
+            scores["recrop"], scores["occluded"] = G.recrop_after(path, records, (0.0, G.OCCLUDE),
+                                                                  progress=bar.update)
     checks = G.gate_checks(cand, base)
     rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]

@@ -204,10 +204,8 @@ def test_model_card_states_frozen_bn_and_a_mixed_policy():
     from keras_flm.config import RunConfig
     from quant.release import model_card
 
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "models", "pfld98_w1")
-    metrics = json.load(open(os.path.join(root, "metrics.json")))
-    cfg = RunConfig.load(os.path.join(root, "config.json"))
+    metrics = json.load(open(os.path.join(COMMITTED, "metrics.json")))
+    cfg = RunConfig.load(os.path.join(COMMITTED, "config.json"))
     for key in ("freeze_bn", "policy"):
         metrics["training"].pop(key, None)
     plain = model_card(metrics, cfg)

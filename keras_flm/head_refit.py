@@ -38,6 +38,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from keras_flm.model import HEAD
 from runtime.metrics import nme
 
 #: ridge strengths tried (on features of size ~200 and a few thousand faces); chosen on validation
@@ -49,7 +50,6 @@ LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SCORE_WEIGHT_BITS = 7
 #: passes over the training faces under geometric jitter added to the exact crops
 GEOMETRY_PASSES = 2
-HEAD_LAYER = "fc"
 FEATURE_LAYER = "multiscale"
 
 #: (model inputs (N, S, S, 1) float32, crop-normalised landmarks (N, 98, 2))
@@ -92,16 +92,16 @@ def _nme(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def current_head(model: Any) -> np.ndarray:
     """(F + 1, K): the `fc` kernel with its bias as the last row."""
-    kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
+    kernel, bias = model.get_layer(HEAD).get_weights()
     return np.vstack([kernel.reshape(kernel.shape[2], -1), bias[None]]).astype(np.float64)
 
 
 def set_head(model: Any, w: np.ndarray) -> None:
     """Write a (F + 1, K) solution into the `fc` 1x1 conv (kernel (1, 1, F, K), bias (K,))."""
-    fc = model.get_layer(HEAD_LAYER)
+    fc = model.get_layer(HEAD)
     kernel, bias = fc.get_weights()
     if w.shape != (kernel.shape[2] + 1, kernel.shape[3]):
-        raise ValueError("head solution %s does not fit layer %s (kernel %s)" % (w.shape, HEAD_LAYER,
+        raise ValueError("head solution %s does not fit layer %s (kernel %s)" % (w.shape, HEAD,
                                                                               kernel.shape))
     fc.set_weights([w[:-1].reshape(kernel.shape).astype(kernel.dtype), w[-1].astype(bias.dtype)])
 

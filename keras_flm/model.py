@@ -20,6 +20,8 @@ from keras_flm.config import ModelConfig
 from keras_flm.keras_compat import get_keras
 
 LANDMARKS = "landmarks"
+#: The 1x1 conv that computes the landmarks (its output, flattened, is LANDMARKS).
+HEAD = "fc"
 EULER = "euler"
 
 
@@ -81,7 +83,7 @@ def build_training_model(cfg: Optional[ModelConfig] = None):
     p2 = L.GlobalAveragePooling2D(keepdims=True, name="pool_s2")(s2)
     feat = L.Concatenate(name="multiscale")([p1, p2, s3])
     # the heads compute in float32 under a mixed policy: bfloat16 keeps 8 bits of mantissa, 0.2 px at 112
-    head = L.Conv2D(cfg.num_points * 2, 1, name="fc", dtype="float32")(feat)
+    head = L.Conv2D(cfg.num_points * 2, 1, name=HEAD, dtype="float32")(feat)
     landmarks = L.Flatten(name=LANDMARKS, dtype="float32")(head)
 
     outputs = [landmarks]
@@ -95,6 +97,15 @@ def build_training_model(cfg: Optional[ModelConfig] = None):
         a = _act(keras, cfg, "aux_fc1_relu")(a)
         outputs.append(L.Dense(3, name=EULER, dtype="float32")(a))
     return keras.Model(inp, outputs, name="pfld_train" if cfg.aux_pose_head else "pfld")
+
+
+def centre_head(model, offset: float) -> None:
+    """Shift the head's bias by -offset in place, so `model` emits landmarks - offset.
+
+    For int8 outputs without a zero point (the DPU's): see quant.pof2.OutputOffset."""
+    head = model.get_layer(HEAD)
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, (bias - offset).astype(bias.dtype)])
 
 
 def inference_model(train_model):

@@ -33,7 +33,7 @@ from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_target
 from keras_flm.keras_compat import get_keras
 from keras_flm.lineage import snapshot_init
 from keras_flm.loss import run_loss
-from keras_flm.model import build_training_model, inference_model
+from keras_flm.model import HEAD, build_training_model, inference_model
 from keras_flm.run_files import CHECKPOINTS, CONFIG_JSON, FP32_H5, LOG_CSV, TRAIN_H5, read_state, write_state
 from runtime.metrics import nme
 from runtime.preprocess import normalize_input
@@ -142,7 +142,7 @@ def init_head_bias(train_model, train: CropCache) -> None:
     spent learning a constant.
     """
     _, pts = train.contract_crops()
-    fc = train_model.get_layer("fc")
+    fc = train_model.get_layer(HEAD)
     fc.bias.assign(pts.reshape(len(pts), -1).mean(0).astype(np.float32))
 
 

@@ -299,7 +299,7 @@ def _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, lo
     t0 = time.perf_counter()
     qmodel, positions = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions(
         "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool,
-        cle_steps=pcfg.cle_steps_for("pof2")))
+        cle_steps=pcfg.cle_steps_for("pof2"), output_offset=pcfg.pof2_output_offset))
     t_fq = time.perf_counter() - t0
     path = write_bytes(R.artifact(run_dir, "ptq_pof2.tflite"), P.tflite_from_fake_quant(qmodel, pcfg.io))
     t = time.perf_counter() - t0 + common["calib_crops_s"]
@@ -307,7 +307,7 @@ def _ptq_pof2(run_dir, model, calib, ref, crops, cfg, pcfg, common, evaluate, lo
     R.record_quant(run_dir, key, _artifact_entry(
         path, t, format="tflite", io=pcfg.io, granularity="per-tensor power-of-two",
         calibration="MIN_MSE position search (+0..%d)" % pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool,
-        cle_steps=pcfg.cle_steps_for("pof2"),
+        cle_steps=pcfg.cle_steps_for("pof2"), output_offset=pcfg.pof2_output_offset,
         fake_quant_s=round(t_fq, 3), activation_positions=positions, **common))
     fq = keras_predict(qmodel, crops, cfg.crop)
     _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log,

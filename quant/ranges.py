@@ -144,6 +144,7 @@ def init_ranges(qmodel, float_model, crops: np.ndarray, scheme: str, spec: CropS
     if scheme == "pof2":
         chosen = calibrate_pof2(qmodel, targets, crops, spec, search, batch or 32)
         _align_concat(targets, float_model, chosen)
+        pof2.follow_output_offsets(qmodel)
         return chosen
     names = [n for _, n in targets]
     sample = sample if method == "percentile" else 0

@@ -42,6 +42,7 @@ from tensorflow_model_optimization.quantization.keras import (
 )
 
 from keras_flm.keras_compat import get_keras
+from keras_flm.model import centre_head
 from quant import pof2
 from quant.config import SCHEMES
 from quant.fold import fold_batchnorm
@@ -69,9 +70,14 @@ class SchemeOptions:
     search: int = 4  # pof2: MIN_MSE positions tried above the non-overflow one
     dpu_avgpool: bool = True  # pof2: the DPU's average-pooling gain
     cle_steps: int = 0  # cross-layer equalization steps before quantizing (vai_q's default: 10; quant.cle)
+    # pof2: the head emits landmarks minus this and the model adds it back (quant.pof2.OutputOffset);
+    # 0 = landmarks straight from the int8 head
+    output_offset: float = 0.0
 
     def __post_init__(self) -> None:
         _check_scheme(self.scheme)
+        if self.output_offset and self.scheme != "pof2":
+            raise ValueError("output_offset is a pof2 option (the default scheme has a zero point)")
 
 
 class CalibratedQuantizer(quantizers.Quantizer):
@@ -329,10 +335,24 @@ def quantize(model, opts: Optional[SchemeOptions] = None,
     keras = get_keras()
     opts = opts or SchemeOptions()
     folded = equalized_float(model, opts.cle_steps)
+    if opts.output_offset:
+        centre_head(folded, opts.output_offset)
     plan = layer_configs(folded, opts)
     with scope():
         annotated = keras.models.clone_model(
             folded, clone_function=lambda layer: quantize_annotate_layer(layer, plan[layer.name])
             if layer.name in plan else layer)
         annotated.set_weights(folded.get_weights())
-        return quantize_apply(annotated, scheme=FlmScheme(opts.scheme, spec)), folded
+        qmodel = quantize_apply(annotated, scheme=FlmScheme(opts.scheme, spec))
+    if opts.output_offset:
+        if len(qmodel.outputs) != 1:
+            raise ValueError("output_offset needs the landmark-only model (1 output), got %d outputs"
+                             % len(qmodel.outputs))
+        out = pof2.OutputOffset(opts.output_offset, name=OFFSET_LAYER)(qmodel.outputs[0])
+        qmodel = keras.Model(qmodel.inputs, out, name=qmodel.name)
+    return qmodel, folded
+
+
+#: The layer of a pof2 model with output_offset that adds the offset back.
+OFFSET_LAYER = "output_offset"
+

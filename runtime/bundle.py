@@ -101,6 +101,21 @@ def is_bundle(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, META))
 
 
+def read_json_object(path: str) -> Dict[str, Any]:
+    """The runtime's reader of the records flm writes beside models (meta.json, compile.json): a JSON
+    object, or a BackendError naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise BackendError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
+    except OSError as e:
+        raise BackendError("cannot read %s: %s" % (path, e)) from e
+    if not isinstance(data, dict):
+        raise BackendError("%s must hold a JSON object, got %s" % (path, type(data).__name__))
+    return data
+
+
 def load_bundle(root: str) -> Bundle:
     """Read meta.json and locate the model files; errors name the file and the problem."""
     meta_path = os.path.join(root, META)
@@ -109,13 +124,7 @@ def load_bundle(root: str) -> Bundle:
     if not os.path.isfile(meta_path):
         raise BackendError("%s is a directory but not a board bundle: %s is missing (make one with "
                            "`flm vitis bundle`, or pass a model file)" % (root, META))
-    try:
-        with open(meta_path) as f:
-            meta = json.load(f)
-    except ValueError as e:
-        raise BackendError("%s is not valid JSON: %s" % (meta_path, e)) from e
-    if not isinstance(meta, dict):
-        raise BackendError("%s must hold a JSON object, got %s" % (meta_path, type(meta).__name__))
+    meta = read_json_object(meta_path)
     fmt, ver = meta.get("format"), meta.get("format_version")
     if fmt is not None and fmt != FORMAT:
         raise BackendError("%s: format %r is not an flm bundle (%r)" % (meta_path, fmt, FORMAT))

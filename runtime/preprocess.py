@@ -23,6 +23,9 @@ CONTRACT_VERSION = 1
 CROP_SIZE = 112
 INPUT_MEAN = 128.0
 INPUT_SCALE = 1.0 / 128.0
+#: The middle of the crop-normalised [0, 1] coordinates: a network whose output must be symmetric
+#: about zero (the DPU's int8, quant.pof2.OutputOffset) emits landmarks minus this.
+CROP_CENTRE = 0.5
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ Every model sees the same crops: the run's calibration crops (vitis.calibration,
 quantize flows use) and the evaluation split's crops made by runtime.evaluate's crop.
   * vai_q     vai_q_tensorflow2's pof2s PTQ of fp32.h5 in the quantizer's venv, through the flm
               driver (vitis.quantize.ptq), with cross-layer equalization (CLE: vai_q's default
-              and `flm vitis quantize`'s; the model the board runs) and without;
+              and `flm vitis quantize`'s; the model the board runs) and without; the head
+              centred as `flm vitis quantize` centres it (VitisConfig.output_offset), the offset
+              added back to the predictions as the runtime adds it;
   * pof2      the project's DPU emulation (quant.scheme "pof2" fake-quant Keras model,
-              quant.flows.fake_quant_ptq as `flm quantize ptq --scheme pof2` runs it), without CLE
-              and with vai_q's CLE (SchemeOptions(cle_steps=10), quant.cle);
+              quant.flows.fake_quant_ptq as `flm quantize ptq --scheme pof2` runs it, output
+              offset included), without CLE and with vai_q's CLE (SchemeOptions(cle_steps=10), quant.cle);
   * TFLite    the run's ptq_int8.tflite (`flm quantize ptq`), else made the same way here;
   * FP32      fp32.h5.
 Positions: every tensor both sides quantize (weights, biases, activations), vai_q minus
@@ -48,11 +50,17 @@ def worker(model_path: str, work: str, batch: int) -> int:
     vq = load_vai_q("scripts/compare_vai_q.py")
     calib_x = np.load(os.path.join(work, "calib_x.npy"))
     test_x = np.load(os.path.join(work, "test_x.npy"))
+    from keras_flm.model import centre_head
+
     for name, cle in VARIANTS.items():
         t0 = time.time()
         vcfg = VitisConfig(include_cle=cle, calib_batch_size=batch)
-        q = ptq(vq, load_float_model(model_path), calib_x, vcfg, None)
-        np.save(os.path.join(work, "pred_%s.npy" % name), q.predict(test_x, batch_size=32, verbose=0))
+        model = load_float_model(model_path)
+        if vcfg.output_offset:  # as `flm vitis quantize` does: the head emits landmarks - offset
+            centre_head(model, vcfg.output_offset)
+        q = ptq(vq, model, calib_x, vcfg, None)
+        pred = q.predict(test_x, batch_size=32, verbose=0) + vcfg.output_offset  # what the runtime adds back
+        np.save(os.path.join(work, "pred_%s.npy" % name), pred)
         info = dict(quantize_info(vq, q), include_cle=cle, seconds=round(time.time() - t0, 1))
         with open(os.path.join(work, "info_%s.json" % name), "w") as f:
             json.dump(info, f, indent=1, sort_keys=True)
@@ -278,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from vitis.files import md5_file
 
     inputs = {"fp32_md5": md5_file(fp32), "calib": len(calib), "calib_batch": a.calib_batch, "split": a.split,
-              "faces": len(records), "vai_q": env.root}
+              "faces": len(records), "vai_q": env.root, "output_offset": VitisConfig().output_offset}
     stamp = os.path.join(work, "vai_q_inputs.json")
     if a.reuse and os.path.isfile(stamp) and json.load(open(stamp)) == inputs:
         print("reusing vai_q's results in %s (same model, crops and settings)" % work, flush=True)
@@ -302,7 +310,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     emus, infos = {}, {}
     for name, cle in (("pof2", 0), ("pof2_cle", 10)):
         qmodel, _ = fake_quant_ptq(model, calib, cfg, pcfg, SchemeOptions(
-            "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool, cle_steps=cle))
+            "pof2", search=pcfg.pof2_search, dpu_avgpool=pcfg.pof2_dpu_avgpool, cle_steps=cle,
+            output_offset=pcfg.pof2_output_offset))
         preds[name] = keras_predict(qmodel, test, cfg.crop)
         emus[name] = (qmodel, emulation_positions(qmodel))
     preds["tflite"], tflite_what = tflite_preds(run, work, model, calib, cfg, test)

@@ -25,7 +25,9 @@ crop                     runtime.preprocess.CropSpec.to_dict(): size, scale, pad
 input                    {"shape": [1,112,112,1], "layout": "NHWC", "dtype": "uint8 crop",
                           "normalisation": "(u8 - input_mean) * input_scale",
                           "dpu_fix_point": int|null}  (fix point 7 makes the DPU input u8 - 128)
-output                   {"shape": [1,196], "meaning": ..., "dpu_fix_point": int|null}
+output                   {"shape": [1,196], "meaning": ..., "dpu_fix_point": int|null,
+                          "dpu_offset": float|null}  (the xmodel emits landmarks - dpu_offset:
+                          the runtime adds it after dequantizing; vitis.config output_offset)
 landmarks                {"scheme": "WFLW-98", "num_points": 98, "outer_eye_corners": [60, 72],
                           "mirror": [98 ints], "regions": {name: [indices]}}
 models                   {backend: file}: the file each backend runs -- "vart" (the xmodel),
@@ -161,7 +163,7 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
         files: Dict[str, Dict[str, Any]] = {}
         models: Dict[str, str] = {}
         dpu = None
-        in_fix = out_fix = None
+        in_fix = out_fix = out_offset = None
         mode = None
         if compile_rec is not None:
             src = os.path.join(run_dir, compile_rec["xmodel"])
@@ -180,6 +182,7 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
             xir = compile_rec.get("xir") or {}
             in_fix = (xir.get("inputs") or [{}])[0].get("fix_point")
             out_fix = (xir.get("outputs") or [{}])[0].get("fix_point")
+            out_offset = float(compile_rec.get("output_offset") or 0.0)
             dpu_sub = [s for s in (checked.get("xir") or {}).get("subgraphs", []) if s["device"] == "DPU"]
             if dpu_sub:  # read from the file itself (XIR) rather than the record
                 in_fix, out_fix = dpu_sub[0]["inputs"][0]["fix_point"], dpu_sub[0]["outputs"][0]["fix_point"]
@@ -215,7 +218,7 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
             "input": {"shape": [1, size, size, 1], "layout": "NHWC", "dtype": "uint8 crop",
                       "normalisation": "(u8 - input_mean) * input_scale", "dpu_fix_point": in_fix},
             "output": {"shape": [1, 196], "meaning": "98 (x, y) pairs in crop-normalised [0, 1] coordinates",
-                       "dpu_fix_point": out_fix},
+                       "dpu_fix_point": out_fix, "dpu_offset": out_offset},
             "landmarks": landmark_summary(),
             "models": models, "files": files, "dpu": dpu,
             "accuracy": accuracy, "accuracy_reference": reference,

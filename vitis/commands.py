@@ -281,12 +281,19 @@ def run_quantize(vq: Any, run_dir: str, mode: str, cfg: VitisConfig, target: Opt
     if note:
         record["target_note"] = note
     if mode == "ptq":
+        from keras_flm.model import centre_head
+
         record["strategy"] = "pof2s"
-        qmodel = ptq(vq, _load_keras_model(source), calib_x, cfg, target)
+        float_model = _load_keras_model(source)
+        if cfg.output_offset:
+            centre_head(float_model, cfg.output_offset)
+        record["output_offset"] = cfg.output_offset
+        qmodel = ptq(vq, float_model, calib_x, cfg, target)
     else:
         record["strategy"] = "8bit_tqt"
         result = _run_qat(vq, keras, run_dir, run_cfg, source, calib_x, cfg, target, data_root)
         qmodel, record["history"] = result["model"], result["history"]
+        record["output_offset"] = 0.0
     out_name = QUANT_OUTPUTS[mode]
     vitis_dir = os.path.join(run_dir, VITIS_DIR)
     info_name = "quantize_info_%s.json" % mode

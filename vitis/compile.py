@@ -40,7 +40,7 @@ from vitis.config import (
     FINGERPRINTS,
     VitisConfig,
 )
-from vitis.files import md5_file, replace_path, scratch_dir, write_json, write_text
+from vitis.files import md5_file, read_json, replace_path, scratch_dir, write_json, write_text
 
 SUBGRAPH_RE = re.compile(r"Total device subgraph number\s+(\d+)\s*,\s*DPU subgraph number\s+(\d+)")
 TARGET_RE = re.compile(r"Target architecture:\s*(\S+)")
@@ -213,6 +213,20 @@ def _fail_log(vitis_dir: str, log: str) -> str:
     return path
 
 
+def quantized_output_offset(run_dir: str, model_name: str, model_path: str) -> float:
+    """What the runtime adds to the dequantized output (vitis quantize's record of `model_path`):
+    the PTQ head emits landmarks minus the crop centre (VitisConfig.output_offset). 0.0 without a
+    record (an h5 quantized elsewhere); a record of another file than the one compiled is refused."""
+    path = os.path.join(run_dir, "vitis", "quantize_%s.json" % model_name.replace("vitis_", ""))
+    if not os.path.isfile(path):
+        return 0.0
+    rec = read_json(path)
+    if rec.get("output_md5") and rec["output_md5"] != md5_file(model_path):
+        raise CompileError("%s describes another %s (md5 %s, the file has %s): quantize again"
+                           % (path, os.path.basename(model_path), rec["output_md5"], md5_file(model_path)))
+    return float(rec.get("output_offset") or 0.0)
+
+
 def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional[VitisConfig] = None,
                   compiler: str = COMPILER, runner: Runner = subprocess_runner, xir: Any = None,
                   run_hint: Optional[str] = None) -> Dict[str, Any]:
@@ -279,6 +293,7 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
             "fingerprint": expected_fp, "fingerprint_source": fp_source,
             "input_shape": cfg.input_shape_option(), "command": cmd[1:], "compiler": COMPILER,
             "source_md5": md5_file(model_path), "seconds": round(time.time() - started, 1),
+            "output_offset": quantized_output_offset(run_dir, model_name, model_path),
         }
         if xir is not None:
             xinfo = xmodel_info(xmodel, xir)

@@ -15,6 +15,7 @@ a model flm cannot feed, or a host without the DPU runtime, is refused with what
 before a runner is created or a frame read. The VART runner itself has a test stand-in only
 (tests/runtime/fake_vitis/vart.py): no public VART runner computes a DPU subgraph without the hardware.
 """
+import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -98,8 +99,11 @@ class VartBackend(Backend):
 
     name = "vart"
 
-    def __init__(self, path: str, spec: CropSpec = DEFAULT_SPEC, threads: Optional[int] = None) -> None:
+    def __init__(self, path: str, spec: CropSpec = DEFAULT_SPEC, threads: Optional[int] = None,
+                 output_offset: Optional[float] = None) -> None:
         super().__init__(path, spec)
+        # what the xmodel's output lacks (its head emits landmarks - offset): given, or the record beside it
+        self.out_offset = np.float32(recorded_output_offset(path) if output_offset is None else output_offset)
         # the model first (XIR): a model flm cannot feed is refused whatever the machine
         self.graph, self.subgraph, self.xmodel = load_dpu_subgraph(path, spec)
         try:
@@ -155,7 +159,7 @@ class VartBackend(Backend):
         d.update(subgraph=self.subgraph.get_name(),
                  input=w.it.name, input_dims=list(w.it.dims), input_fix_point=self.in_fix,
                  output=w.ot.name, output_dims=list(w.ot.dims), output_fix_point=self.out_fix,
-                 batch=self._batch)
+                 output_offset=float(self.out_offset), batch=self._batch)
         s = self.xmodel.dpu[0]
         d.update(dpu_fingerprint=s.fingerprint_hex, dpu_name=s.dpu_name)
         return d
@@ -174,12 +178,36 @@ class VartBackend(Backend):
             job = w.runner.execute_async([w.in_buf], [w.out_buf])
             w.runner.wait(job)
             np.multiply(flat_out[:k], self.out_scale, out=out[start:start + k])
+            if self.out_offset:
+                out[start:start + k] += self.out_offset
         return out
 
     def close(self) -> None:
         with self._lock:
             self._workers = []
         self._local = threading.local()
+
+
+def recorded_output_offset(path: str) -> float:
+    """What to add to an xmodel's dequantized output, as the record beside it says: a bundle's meta.json
+    ("output": {"dpu_offset"}) or the compile.json `flm vitis compile` writes next to the xmodel
+    ("output_offset"). flm's PTQ xmodels emit landmarks minus the crop centre (vitis.config
+    VitisConfig.output_offset), so a symmetric int8 output grid spends no codes on negative
+    coordinates; an xmodel with no record beside it is taken as emitting the landmarks themselves."""
+    from runtime.bundle import read_json_object
+
+    folder = os.path.dirname(os.path.abspath(path))
+    meta = os.path.join(folder, "meta.json")
+    if os.path.isfile(meta):
+        value = (read_json_object(meta).get("output") or {}).get("dpu_offset")
+        if value is not None:
+            return float(value)
+    record = os.path.join(folder, "compile.json")
+    if os.path.isfile(record):
+        rec = read_json_object(record)
+        if os.path.basename(str(rec.get("xmodel", ""))) == os.path.basename(path):
+            return float(rec.get("output_offset") or 0.0)
+    return 0.0
 
 
 def input_lut(fix_point: int, spec: CropSpec = DEFAULT_SPEC) -> np.ndarray:

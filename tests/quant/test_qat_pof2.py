@@ -60,9 +60,18 @@ def test_pof2_ptq_artifact_has_power_of_two_scales_and_a_dpu_emulation(quant_run
     # the only other int8 tensors: scalar constants of the DPU average-pooling gain (a TFLite MUL)
     others = [t for t in tensors if t["dtype"] == "int8" and not t["shape"]]
     assert all(t["constant"] for t in others)
+    q = json.load(open(os.path.join(quant_run, "quant.json")))["ptq_pof2"]
+    offset, head_pos = q["output_offset"], q["activation_positions"]["fc"]
+    assert offset == PtqConfig().pof2_output_offset == 0.5
     for t in int8:
         assert len(t["scales"]) == 1 and is_power_of_two(t["scales"][0]), t["name"]
-        assert t["zero_points"] == [0], t["name"]  # symmetric
+        if "output_offset" not in t["name"]:
+            assert t["zero_points"] == [0], t["name"]  # symmetric
+    # the head emits landmarks - 0.5 on its symmetric grid; the output adds 0.5 back: the same step, the
+    # zero point moved by exactly offset / step codes, so no landmark value is rounded twice
+    out = [t for t in int8 if "output_offset" in t["name"]]
+    assert len(out) == 1 and out[0]["scales"] == [2.0 ** -head_pos]
+    assert out[0]["zero_points"] == [-int(offset * 2 ** head_pos)]
     biases = [t for t in tensors if t["dtype"] == "int32" and t["constant"] and t["scales"]]
     assert biases and all(is_power_of_two(t["scales"][0]) for t in biases)
     m = json.load(open(os.path.join(quant_run, "metrics.json")))

@@ -128,3 +128,26 @@ def test_mse_ranges_sit_on_the_power_of_two_grids_of_the_twin_search(train_model
     assert chosen["stem_relu"][0] == 0.0
     again = init_ranges(qmodel, folded, crops, "default", method="mse", positions=positions)
     assert again == chosen
+
+
+def test_pof2_output_offset_centres_the_head_and_adds_the_offset_back(train_model):
+    from keras_flm.model import HEAD, inference_model
+    from quant.pof2 import OutputOffset, grid_range_np
+
+    model = inference_model(train_model)
+    plain = fold_batchnorm(model).get_layer(HEAD).get_weights()[1]
+    qmodel, folded = quantize(model, SchemeOptions("pof2", output_offset=0.5))
+    assert np.allclose(folded.get_layer(HEAD).get_weights()[1], plain - 0.5)
+    assert np.allclose(model.get_layer(HEAD).get_weights()[1], plain)  # the caller's model is left alone
+    last = qmodel.layers[-1]
+    assert isinstance(last, OutputOffset) and qmodel.output_shape == (None, 196)
+    # on the head's grid (position 8: [-0.5, 0.496]) moved by 0.5, every grid value comes back exactly
+    last.follow(*grid_range_np(8))
+    grid = np.arange(-128, 128, dtype=np.float32) / 256
+    out = last(tf.constant(grid[None])).numpy()[0]
+    assert np.array_equal(out, grid + 0.5)
+    assert last(tf.constant([[-0.6, 0.7]])).numpy().tolist() == [[0.0, 255 / 256]]  # clipped to the grid
+    with pytest.raises(ValueError, match="pof2"):
+        SchemeOptions("default", output_offset=0.5)
+    with pytest.raises(ValueError, match="1 output"):
+        quantize(train_model, SchemeOptions("pof2", output_offset=0.5))

@@ -204,3 +204,46 @@ def test_missing_runtime_names_the_board_image(tmp_path, monkeypatch):
 
 def test_spec_defaults():
     assert DEFAULT_SPEC.input_mean == 128.0  # the lossless fix_point-7 input relies on this
+
+
+def _centred_onnx(src: str, dst: str, offset: float) -> str:
+    """The model emitting landmarks - offset: what flm's PTQ xmodels compute (VitisConfig.output_offset)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(src)
+    out = m.graph.output[0]
+    m.graph.initializer.append(numpy_helper.from_array(np.array(offset, np.float32), "flm_offset"))
+    m.graph.node.append(helper.make_node("Sub", [out.name, "flm_offset"], ["centred"]))
+    out.name = "centred"
+    onnx.save(m, dst)
+    return dst
+
+
+def test_the_record_beside_a_centred_xmodel_gives_the_offset_back(vitis, tiny_model_onnx, crops, tmp_path):
+    """A centred output fits position 7 ([-1, 1) around the crop centre, step 1/128) where the
+    landmarks themselves need 6; the compile.json or bundle meta.json next to the xmodel says what to
+    add back, and without either the raw centred output comes out."""
+    import json
+
+    ref = load_backend(tiny_model_onnx, threads=1).infer(crops)
+    onx = _centred_onnx(tiny_model_onnx, str(tmp_path / "c.onnx"), 0.5)
+    for folder, record in (("compiled", {"compile.json": {"xmodel": "vitis/vitis_ptq/flm_pfld.xmodel",
+                                                          "output_offset": 0.5}}),
+                           ("bundle", {"meta.json": {"output": {"dpu_offset": 0.5}}}),
+                           ("bare", {})):
+        (tmp_path / folder).mkdir()
+        xm = write_fake_xmodel(str(tmp_path / folder / "flm_pfld.xmodel"), onx, in_fix=7, out_fix=7)
+        for name, content in record.items():
+            (tmp_path / folder / name).write_text(json.dumps(content))
+        b = load_backend(xm)
+        y = b.infer(crops)
+        want = 0.0 if folder == "bare" else 0.5
+        assert b.info()["output_offset"] == want
+        assert np.abs(y - (ref - 0.5 + want)).max() <= 2.0 ** -7 / 2 + 1e-6, folder
+    from runtime.backends.vart_backend import VartBackend
+
+    assert np.abs(VartBackend(xm, output_offset=0.5).infer(crops) - ref).max() <= 2.0 ** -8 + 1e-6
+    (tmp_path / "bare" / "compile.json").write_text("{not json")
+    with pytest.raises(BackendError, match=r"compile.json is not valid JSON \(line 1\)"):
+        load_backend(xm)

@@ -57,6 +57,7 @@ def test_bundle_contents_md5_and_meta(compiled_run, xir_impl):
     assert meta["dpu"]["fingerprint"] == "0x101000016010407" and meta["dpu"]["compiled_from"] == "vitis_qat"
     assert meta["dpu"]["dpu_subgraphs"] == 1 and meta["dpu"]["fingerprint_source"] == "xmodel (XIR)"
     assert (meta["input"]["dpu_fix_point"], meta["output"]["dpu_fix_point"]) == (7, 6)  # read from the file
+    assert meta["output"]["dpu_offset"] == 0.0  # the QAT xmodel emits the landmarks themselves
     assert meta["crop"] == CropSpec().to_dict() and meta["crop"]["version"] == CONTRACT_VERSION
     assert meta["input"]["shape"] == [1, 112, 112, 1] and "input_scale" in meta["input"]["normalisation"]
     lm = meta["landmarks"]

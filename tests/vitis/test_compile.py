@@ -137,8 +137,28 @@ def test_compile_records_xmodel_md5(run_dir):
     assert xmodel == kept / "flm_pfld.xmodel" and rec["md5"] == md5_file(str(xmodel))
     assert (rec["dpu_subgraphs"], rec["total_subgraphs"]) == (1, 3)
     assert rec["fingerprint"] == "0x101000016010407"
+    assert rec["output_offset"] == 0.0  # no quantize record: an h5 quantized elsewhere
     assert json.loads((run_dir / "vitis" / "compile.json").read_text()) == rec
+    assert json.loads((kept / "compile.json").read_text()) == rec  # beside the xmodel, for the runtime
     assert not [p for p in os.listdir(run_dir / "vitis") if p.startswith(".flm-tmp")]
+
+
+def test_compile_carries_the_quantizers_output_offset(run_dir):
+    """vitis quantize's PTQ head emits landmarks - 0.5; the compile record beside the xmodel says so
+    (runtime.backends.vart_backend reads it), and a record of another h5 is refused."""
+    _ptq(run_dir)
+    (run_dir / "vitis").mkdir(exist_ok=True)
+    record = run_dir / "vitis" / "quantize_ptq.json"
+    h5_md5 = md5_file(str(run_dir / "vitis_ptq.h5"))
+    record.write_text(json.dumps({"output_offset": 0.5, "output_md5": h5_md5}))
+    rec = compile_model(str(run_dir), "vitis_ptq", resolve_arch(), runner=_runner_from_fake())
+    assert rec["output_offset"] == 0.5
+    from runtime.backends.vart_backend import recorded_output_offset
+
+    assert recorded_output_offset(str(run_dir / rec["xmodel"])) == 0.5
+    record.write_text(json.dumps({"output_offset": 0.5, "output_md5": "0" * 32}))
+    with pytest.raises(CompileError, match="quantize_ptq.json describes another vitis_ptq.h5"):
+        compile_model(str(run_dir), "vitis_ptq", resolve_arch(), runner=_runner_from_fake())
 
 
 def test_compile_refuses_split_graph_and_leaves_only_the_log(run_dir):

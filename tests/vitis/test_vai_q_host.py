@@ -90,6 +90,7 @@ def test_host_ptq_writes_model_record_and_fix_positions(ptq_run):
     assert rec["target"] is None and "target_factory" in rec["target_note"]  # no xcompiler off the docker
     assert rec["reload_max_abs_diff"] == 0.0  # the H5 reloaded under quantize_scope() == in-memory model
     assert rec["output_md5"] == md5_file(os.path.join(ptq_run, "vitis_ptq.h5"))
+    assert rec["output_offset"] == 0.5  # the head emits landmarks - the crop centre (VitisConfig)
     info = _json(ptq_run, rec["quantize_info"])
     pos = info["positions"]
     assert info["tensors"] == rec["fix_positions"] == sum(len(v) for v in pos.values())
@@ -115,6 +116,14 @@ def test_saved_h5_reloads_with_the_exported_positions(ptq_run, probe):
     out_pos = probe["positions"]["fc"]["output"]
     q = pred * 2.0 ** out_pos
     np.testing.assert_allclose(q, np.round(q), atol=1e-3)
+    # ... of landmarks minus the crop centre: the float model's landmarks, 0.5 lower
+    from keras_flm.keras_compat import get_keras
+    from runtime.preprocess import normalize_input
+    from vitis.calibration import calibration_crops
+
+    fp32 = get_keras().models.load_model(os.path.join(ptq_run, "fp32.h5"), compile=False)
+    ref = fp32.predict(normalize_input(calibration_crops(ptq_run, 4, seed=5)), verbose=0)
+    assert np.abs(pred + 0.5 - ref).mean() < 0.02 < np.abs(pred - ref).mean()
 
 
 def test_stand_in_compiler_reads_the_real_quantized_h5(ptq_run, probe):

@@ -15,6 +15,7 @@ a model flm cannot feed, or a host without the DPU runtime, is refused with what
 before a runner is created or a frame read. The VART runner itself has a test stand-in only
 (tests/runtime/fake_vitis/vart.py): no public VART runner computes a DPU subgraph without the hardware.
 """
+import logging
 import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,7 +24,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendError
 from runtime.landmarks import NUM_POINTS
-from runtime.preprocess import DEFAULT_SPEC, CropSpec
+from runtime.preprocess import CROP_CENTRE, DEFAULT_SPEC, CropSpec
 from runtime.xmodel import (
     XIR_HINT,
     check_runnable,
@@ -34,6 +35,7 @@ from runtime.xmodel import (
     summary,
 )
 
+log = logging.getLogger(__name__)
 _MISSING = ("the vart backend needs the Vitis AI runtime (python modules `xir` and `vart`), which exists "
             "only on the KV260 board image / a Vitis AI runtime install, not on PyPI (%s). On a host, "
             "run the ONNX or TFLite export instead (--backend onnx|tflite).")
@@ -103,7 +105,15 @@ class VartBackend(Backend):
                  output_offset: Optional[float] = None) -> None:
         super().__init__(path, spec)
         # what the xmodel's output lacks (its head emits landmarks - offset): given, or the record beside it
-        self.out_offset = np.float32(recorded_output_offset(path) if output_offset is None else output_offset)
+        if output_offset is None:
+            offset, self.offset_source = recorded_output_offset(path)
+            if self.offset_source is None:
+                log.warning("%s: no compile.json or bundle meta.json beside it, so its output is taken "
+                            "as the landmarks themselves; flm's PTQ xmodels emit landmarks - %g (run them "
+                            "from their bundle or compile directory)", path, CROP_CENTRE)
+        else:
+            offset, self.offset_source = output_offset, "given"
+        self.out_offset = np.float32(offset)
         # the model first (XIR): a model flm cannot feed is refused whatever the machine
         self.graph, self.subgraph, self.xmodel = load_dpu_subgraph(path, spec)
         try:
@@ -159,7 +169,8 @@ class VartBackend(Backend):
         d.update(subgraph=self.subgraph.get_name(),
                  input=w.it.name, input_dims=list(w.it.dims), input_fix_point=self.in_fix,
                  output=w.ot.name, output_dims=list(w.ot.dims), output_fix_point=self.out_fix,
-                 output_offset=float(self.out_offset), batch=self._batch)
+                 output_offset=float(self.out_offset), output_offset_source=self.offset_source,
+                 batch=self._batch)
         s = self.xmodel.dpu[0]
         d.update(dpu_fingerprint=s.fingerprint_hex, dpu_name=s.dpu_name)
         return d
@@ -188,12 +199,12 @@ class VartBackend(Backend):
         self._local = threading.local()
 
 
-def recorded_output_offset(path: str) -> float:
-    """What to add to an xmodel's dequantized output, as the record beside it says: a bundle's meta.json
-    ("output": {"dpu_offset"}) or the compile.json `flm vitis compile` writes next to the xmodel
-    ("output_offset"). flm's PTQ xmodels emit landmarks minus the crop centre (vitis.config
-    VitisConfig.output_offset), so a symmetric int8 output grid spends no codes on negative
-    coordinates; an xmodel with no record beside it is taken as emitting the landmarks themselves."""
+def recorded_output_offset(path: str) -> Tuple[float, Optional[str]]:
+    """(what to add to an xmodel's dequantized output, the record that says so) from the record beside
+    it: a bundle's meta.json ("output": {"dpu_offset"}) or the compile.json `flm vitis compile` writes
+    next to the xmodel ("output_offset"). flm's PTQ xmodels emit landmarks minus the crop centre
+    (vitis.config VitisConfig.output_offset), so a symmetric int8 output grid spends no codes on negative
+    coordinates; an xmodel with no record beside it is taken as emitting the landmarks: (0.0, None)."""
     from runtime.bundle import read_json_object
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -201,13 +212,13 @@ def recorded_output_offset(path: str) -> float:
     if os.path.isfile(meta):
         value = (read_json_object(meta).get("output") or {}).get("dpu_offset")
         if value is not None:
-            return float(value)
+            return float(value), meta
     record = os.path.join(folder, "compile.json")
     if os.path.isfile(record):
         rec = read_json_object(record)
         if os.path.basename(str(rec.get("xmodel", ""))) == os.path.basename(path):
-            return float(rec.get("output_offset") or 0.0)
-    return 0.0
+            return float(rec.get("output_offset") or 0.0), record
+    return 0.0, None
 
 
 def input_lut(fix_point: int, spec: CropSpec = DEFAULT_SPEC) -> np.ndarray:

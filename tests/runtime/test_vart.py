@@ -220,7 +220,8 @@ def _centred_onnx(src: str, dst: str, offset: float) -> str:
     return dst
 
 
-def test_the_record_beside_a_centred_xmodel_gives_the_offset_back(vitis, tiny_model_onnx, crops, tmp_path):
+def test_the_record_beside_a_centred_xmodel_gives_the_offset_back(vitis, tiny_model_onnx, crops, tmp_path,
+                                                                   caplog):
     """A centred output fits position 7 ([-1, 1) around the crop centre, step 1/128) where the
     landmarks themselves need 6; the compile.json or bundle meta.json next to the xmodel says what to
     add back, and without either the raw centred output comes out."""
@@ -240,10 +241,15 @@ def test_the_record_beside_a_centred_xmodel_gives_the_offset_back(vitis, tiny_mo
         y = b.infer(crops)
         want = 0.0 if folder == "bare" else 0.5
         assert b.info()["output_offset"] == want
+        source = b.info()["output_offset_source"]
+        assert source == (None if folder == "bare" else str(tmp_path / folder / list(record)[0]))
+        assert ("no compile.json or bundle meta.json beside it" in caplog.text) == (folder == "bare")
         assert np.abs(y - (ref - 0.5 + want)).max() <= 2.0 ** -7 / 2 + 1e-6, folder
     from runtime.backends.vart_backend import VartBackend
 
-    assert np.abs(VartBackend(xm, output_offset=0.5).infer(crops) - ref).max() <= 2.0 ** -8 + 1e-6
+    given = VartBackend(xm, output_offset=0.5)
+    assert np.abs(given.infer(crops) - ref).max() <= 2.0 ** -8 + 1e-6
+    assert given.info()["output_offset_source"] == "given"
     (tmp_path / "bare" / "compile.json").write_text("{not json")
     with pytest.raises(BackendError, match=r"compile.json is not valid JSON \(line 1\)"):
         load_backend(xm)

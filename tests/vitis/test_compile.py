@@ -155,7 +155,8 @@ def test_compile_carries_the_quantizers_output_offset(run_dir):
     assert rec["output_offset"] == 0.5
     from runtime.backends.vart_backend import recorded_output_offset
 
-    assert recorded_output_offset(str(run_dir / rec["xmodel"])) == 0.5
+    beside = str(run_dir / "vitis" / "vitis_ptq" / "compile.json")
+    assert recorded_output_offset(str(run_dir / rec["xmodel"])) == (0.5, beside)
     record.write_text(json.dumps({"output_offset": 0.5, "output_md5": "0" * 32}))
     with pytest.raises(CompileError, match="quantize_ptq.json describes another vitis_ptq.h5"):
         compile_model(str(run_dir), "vitis_ptq", resolve_arch(), runner=_runner_from_fake())

@@ -342,13 +342,12 @@ class OutputOffset(get_keras().layers.Layer):
 
 def graded_input(layer):
     """The nearest layer upstream of `layer` whose output carries a quantizer (through Flatten)."""
-    node = layer._inbound_nodes[0]
-    up = node.inbound_layers
-    up = up[0] if isinstance(up, (list, tuple)) else up
-    while not getattr(up, "_output_quantizer_vars", None):
+    up = layer
+    while True:
         up = up._inbound_nodes[0].inbound_layers
         up = up[0] if isinstance(up, (list, tuple)) else up
-    return up
+        if getattr(up, "_output_quantizer_vars", None):
+            return up
 
 
 def follow_output_offsets(qmodel) -> int:

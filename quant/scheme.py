@@ -336,6 +336,9 @@ def quantize(model, opts: Optional[SchemeOptions] = None,
     opts = opts or SchemeOptions()
     folded = equalized_float(model, opts.cle_steps)
     if opts.output_offset:
+        if len(folded.outputs) != 1:
+            raise ValueError("output_offset needs the landmark-only model (1 output), got %d outputs"
+                             % len(folded.outputs))
         centre_head(folded, opts.output_offset)
     plan = layer_configs(folded, opts)
     with scope():
@@ -345,9 +348,6 @@ def quantize(model, opts: Optional[SchemeOptions] = None,
         annotated.set_weights(folded.get_weights())
         qmodel = quantize_apply(annotated, scheme=FlmScheme(opts.scheme, spec))
     if opts.output_offset:
-        if len(qmodel.outputs) != 1:
-            raise ValueError("output_offset needs the landmark-only model (1 output), got %d outputs"
-                             % len(qmodel.outputs))
         out = pof2.OutputOffset(opts.output_offset, name=OFFSET_LAYER)(qmodel.outputs[0])
         qmodel = keras.Model(qmodel.inputs, out, name=qmodel.name)
     return qmodel, folded

@@ -213,17 +213,18 @@ def _fail_log(vitis_dir: str, log: str) -> str:
     return path
 
 
-def quantized_output_offset(run_dir: str, model_name: str, model_path: str) -> float:
-    """What the runtime adds to the dequantized output (vitis quantize's record of `model_path`):
-    the PTQ head emits landmarks minus the crop centre (VitisConfig.output_offset). 0.0 without a
-    record (an h5 quantized elsewhere); a record of another file than the one compiled is refused."""
+def quantized_output_offset(run_dir: str, model_name: str, model_md5: str) -> float:
+    """What the runtime adds to the dequantized output (vitis quantize's record of RUN/<model_name>.h5,
+    whose md5 is `model_md5`): the PTQ head emits landmarks minus the crop centre
+    (VitisConfig.output_offset). 0.0 without a record (an h5 quantized elsewhere); a record of another
+    file than the one compiled is refused."""
     path = os.path.join(run_dir, "vitis", "quantize_%s.json" % model_name.replace("vitis_", ""))
     if not os.path.isfile(path):
         return 0.0
     rec = read_json(path)
-    if rec.get("output_md5") and rec["output_md5"] != md5_file(model_path):
-        raise CompileError("%s describes another %s (md5 %s, the file has %s): quantize again"
-                           % (path, os.path.basename(model_path), rec["output_md5"], md5_file(model_path)))
+    if rec.get("output_md5") and rec["output_md5"] != model_md5:
+        raise CompileError("%s describes another %s.h5 (md5 %s, the file has %s): quantize again"
+                           % (path, model_name, rec["output_md5"], model_md5))
     return float(rec.get("output_offset") or 0.0)
 
 
@@ -283,6 +284,7 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
             raise CompileError("%s md5 %s differs from the compiler's %s: the file changed after compiling"
                                % (xmodel, md5, reported))
         expected_fp, fp_source = arch.expected_fingerprint()
+        source_md5 = md5_file(model_path)
         record: Dict[str, Any] = {
             "model": model_name, "net_name": cfg.net_name,
             "xmodel": os.path.join("vitis", model_name, cfg.net_name + ".xmodel"),
@@ -292,8 +294,8 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
             "dpu_subgraphs": info.dpu_subgraphs,
             "fingerprint": expected_fp, "fingerprint_source": fp_source,
             "input_shape": cfg.input_shape_option(), "command": cmd[1:], "compiler": COMPILER,
-            "source_md5": md5_file(model_path), "seconds": round(time.time() - started, 1),
-            "output_offset": quantized_output_offset(run_dir, model_name, model_path),
+            "source_md5": source_md5, "seconds": round(time.time() - started, 1),
+            "output_offset": quantized_output_offset(run_dir, model_name, source_md5),
         }
         if xir is not None:
             xinfo = xmodel_info(xmodel, xir)

@@ -67,11 +67,11 @@ class VitisConfig:
     include_cle: bool = True
     cle_steps: int = 10
     include_fast_ft: bool = False
+    fast_ft_epochs: int = 10
     # PTQ: the head emits landmarks minus this (the crop centre), which the runtime adds back after
     # the DPU's int8 output: a symmetric grid then covers [-0.5, 0.5) at half the step of [-1, 1)
     # (quant.pof2.OutputOffset; the record beside the xmodel carries it). 0 = off.
     output_offset: float = _PTQ.pof2_output_offset
-    fast_ft_epochs: int = 10
     # QAT (8bit_tqt, init_quant=True), fine-tuning train.h5: quant.config.QatConfig's schedule.
     qat_epochs: int = _QAT.epochs
     qat_lr: float = _QAT.lr

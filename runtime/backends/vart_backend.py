@@ -104,6 +104,12 @@ class VartBackend(Backend):
     def __init__(self, path: str, spec: CropSpec = DEFAULT_SPEC, threads: Optional[int] = None,
                  output_offset: Optional[float] = None) -> None:
         super().__init__(path, spec)
+        # the model first (XIR): a model flm cannot feed is refused whatever the machine
+        self.graph, self.subgraph, self.xmodel = load_dpu_subgraph(path, spec)
+        try:
+            import vart
+        except ImportError as e:
+            raise BackendError(_NO_DPU % (path, summary(self.xmodel), e)) from e
         # what the xmodel's output lacks (its head emits landmarks - offset): given, or the record beside it
         if output_offset is None:
             offset, self.offset_source = recorded_output_offset(path)
@@ -114,12 +120,6 @@ class VartBackend(Backend):
         else:
             offset, self.offset_source = output_offset, "given"
         self.out_offset = np.float32(offset)
-        # the model first (XIR): a model flm cannot feed is refused whatever the machine
-        self.graph, self.subgraph, self.xmodel = load_dpu_subgraph(path, spec)
-        try:
-            import vart
-        except ImportError as e:
-            raise BackendError(_NO_DPU % (path, summary(self.xmodel), e)) from e
         self._vart = vart
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -205,10 +205,10 @@ def recorded_output_offset(path: str) -> Tuple[float, Optional[str]]:
     next to the xmodel ("output_offset"). flm's PTQ xmodels emit landmarks minus the crop centre
     (vitis.config VitisConfig.output_offset), so a symmetric int8 output grid spends no codes on negative
     coordinates; an xmodel with no record beside it is taken as emitting the landmarks: (0.0, None)."""
-    from runtime.bundle import read_json_object
+    from runtime.bundle import META, read_json_object
 
     folder = os.path.dirname(os.path.abspath(path))
-    meta = os.path.join(folder, "meta.json")
+    meta = os.path.join(folder, META)
     if os.path.isfile(meta):
         value = (read_json_object(meta).get("output") or {}).get("dpu_offset")
         if value is not None:

@@ -165,6 +165,15 @@ class TrainConfig:
     # float32 on a CPU; "mixed_bfloat16" for CPUs with AVX512-BF16/AMX (variables stay float32,
     # the landmark and pose heads compute in float32); "float32"; "mixed_float16"
     precision: str = "auto"
+    # extra WFLW-layout roots (absolute paths) whose whole train lists join the training faces, never
+    # validation (that stays the --data root's split, so runs with and without them compare): e.g.
+    # synthetic turned faces. Stored here so --resume, refit-head and QAT reload the same faces
+    extra_train: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # config.json holds a list; a tuple keeps loaded and built configs equal
+        roots = self.extra_train or ()
+        self.extra_train = (str(roots),) if isinstance(roots, str) else tuple(str(p) for p in roots)
 
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

@@ -118,6 +118,7 @@ def load_split(data_root: str, split: str, cfg: RunConfig,
     try:
         if split == "test":
             faces = wflw.read_annotations(data_root, "test")
+            # the mean-shape baseline is the --data root's alone (not cfg.train.extra_train): runs compare
             train = wflw.read_annotations(data_root, "train", check_images=False) if need_train else None
             return faces, train
         all_train = wflw.read_annotations(data_root, "train")

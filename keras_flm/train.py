@@ -23,12 +23,12 @@ import platform
 import shutil
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from keras_flm.config import PRECISIONS, RunConfig
-from keras_flm.data.cache import CropCache, build_cache
+from keras_flm.data.cache import CropCache, build_cache, concat_caches
 from keras_flm.data.pipeline import make_dataset, oversample_counts, pack_targets, unpack_targets
 from keras_flm.keras_compat import get_keras
 from keras_flm.lineage import snapshot_init
@@ -37,7 +37,16 @@ from keras_flm.model import HEAD, build_training_model, inference_model
 from keras_flm.run_files import CHECKPOINTS, CONFIG_JSON, FP32_H5, LOG_CSV, TRAIN_H5, read_state, write_state
 from runtime.metrics import nme
 from runtime.preprocess import normalize_input
-from runtime.wflw import attribute_shares, read_annotations, split_train_val, subset
+from runtime.wflw import (
+    SPLIT_RECORD,
+    AnnotationError,
+    annotation_path,
+    attribute_shares,
+    read_annotations,
+    split_record,
+    split_train_val,
+    subset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -445,8 +454,58 @@ def prepare_run_dir(run_dir: str, resume: bool, overwrite: bool) -> None:
     os.makedirs(run_dir, exist_ok=True)
 
 
+def check_extra_train(roots: Sequence[str], data_root: str,
+                      train_cfg: Optional[Any] = None) -> Tuple[str, ...]:
+    """The --extra-train roots as absolute paths, or a ValueError naming the bad one: missing, no
+    train list, the --data root itself (its validation faces would be trained on), given twice, or
+    (with `train_cfg`) derived from another split than this run's (its `runtime.wflw.SPLIT_RECORD`,
+    e.g. turned copies of faces that are validation faces here).
+    Called before the run directory is touched, so a typo costs nothing."""
+    main = os.path.realpath(os.path.abspath(os.path.expanduser(data_root)))
+    out: List[str] = []
+    seen = set()
+    for root in roots:
+        path = os.path.abspath(os.path.expanduser(str(root)))
+        try:
+            annotation_path(path, "train")
+        except AnnotationError as e:
+            raise AnnotationError("--extra-train: %s" % e) from None  # e names the missing path
+        real = os.path.realpath(path)
+        if real == main:
+            raise ValueError("--extra-train %s is the --data root: its validation faces would be trained on"
+                             % path)
+        if real in seen:
+            raise ValueError("--extra-train %s is given twice" % path)
+        if train_cfg is not None:
+            check_split_record(path, data_root, train_cfg)
+        seen.add(real)
+        out.append(path)
+    return tuple(out)
+
+
+def check_split_record(root: str, data_root: str, train_cfg: Any) -> None:
+    """Refuse an extra root made from another split of the training faces than this run's."""
+    from keras_flm.report_md import read_json
+
+    made = read_json(os.path.join(root, SPLIT_RECORD), None)
+    if made is None:
+        return  # not derived from a split (e.g. other people's faces)
+    want = split_record(data_root, train_cfg.seed, train_cfg.val_fraction, train_cfg.max_images)
+    diff = ["%s %r (this run: %r)" % (k, made.get(k), want[k]) for k in want if made.get(k) != want[k]]
+    if diff:
+        raise ValueError("--extra-train %s was made from the training faces of another split: %s; "
+                         "its copies of this run's validation faces would be trained on (remake it for "
+                         "this split)"
+                         % (root, ", ".join(diff)))
+
+
 def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress: bool):
-    """(train cache, val cache, data summary) from the train list of a WFLW-layout root."""
+    """(train cache, val cache, data summary) from the train list of a WFLW-layout root.
+
+    The roots of cfg.train.extra_train add their whole train lists to the training faces after the
+    split, so validation is the --data root's split with or without them; --max-images subsets
+    the --data root only.
+    """
     records = read_annotations(data_root, "train")
     n_all = len(records)
     records = subset(records, cfg.train.max_images, seed=cfg.train.seed)
@@ -456,6 +515,17 @@ def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress
     val_lines = {r.line for r in val_recs}
     is_val = np.array([int(line) in val_lines for line in cache.lines])
     train_c, val_c = cache.take(np.flatnonzero(~is_val)), cache.take(np.flatnonzero(is_val))
+    extras, extra_recs = [], []
+    parts = [train_c]
+    for root in cfg.train.extra_train:
+        recs = read_annotations(root, "train")
+        part = build_cache(recs, root, "train", cfg.crop, cfg.augment.cache_margin,
+                           cache_dir=cache_dir, progress=progress)
+        parts.append(part)
+        extra_recs.extend(recs)
+        extras.append({"root": os.path.abspath(root), "faces": len(part), "cache": part.meta.get("path"),
+                       "euler_deg_abs_mean": [float(v) for v in np.abs(part.euler).mean(0)]})
+    train_c = concat_caches(parts)
     if len(train_c) < cfg.train.batch_size:
         raise ValueError("only %d training faces for a batch size of %d: lower --batch-size or raise "
                          "--max-images" % (len(train_c), cfg.train.batch_size))
@@ -464,8 +534,8 @@ def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress
                          % (cfg.train.val_fraction, len(records)))
     summary = {"root": os.path.abspath(data_root), "list_faces": n_all, "used_faces": len(records),
                "train_faces": len(train_c), "val_faces": len(val_c),
-               "attribute_shares": attribute_shares(train_recs), "cache": cache.meta.get("path"),
-               "euler_deg_abs_mean": [float(v) for v in np.abs(cache.euler).mean(0)]}
+               "attribute_shares": attribute_shares(train_recs + extra_recs), "cache": cache.meta.get("path"),
+               "euler_deg_abs_mean": [float(v) for v in np.abs(cache.euler).mean(0)], "extra_train": extras}
     return train_c, val_c, summary
 
 
@@ -491,6 +561,8 @@ def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite
     keras = get_keras()
     if cfg.train.init and not resume:
         resolve_init_weights(cfg.train.init)  # a bad --init fails before anything is written
+    # likewise a missing --extra-train root; on --resume the stored (absolute) roots are checked again
+    cfg.train.extra_train = check_extra_train(cfg.train.extra_train, data_root, cfg.train)
     prepare_run_dir(run_dir, resume, overwrite)
     keras.utils.set_random_seed(cfg.train.seed)
     train_c, val_c, summary = load_data(cfg, data_root, cache_dir, progress)

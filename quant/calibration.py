@@ -52,6 +52,7 @@ def split_records(run_dir: str, split: str) -> List:
     try:
         if split == "test":
             return read_annotations(root, "test")
+        # the --data root only, not cfg.train.extra_train: PTQ calibrates on the same real faces as before it
         used = subset(read_annotations(root, "train"), cfg.train.max_images, seed=cfg.train.seed)
         train, val = split_train_val(used, cfg.train.val_fraction, seed=cfg.train.seed)
     except AnnotationError as e:

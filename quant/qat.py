@@ -128,7 +128,10 @@ def fine_tune(qtrain, cfg, qcfg: QatConfig, train_c, val_c, log=print) -> Dict[s
 
 
 def load_qat_data(cfg, qcfg: QatConfig, progress: bool = True):
-    """(train cache, val cache) selected as training selected them (optionally fewer images)."""
+    """(train cache, val cache) selected as training selected them (optionally fewer images).
+
+    load_data adds the run's cfg.train.extra_train roots (empty for runs older than the field) in
+    full, as `flm train` did: qcfg.max_images, like --max-images, subsets the --data root only."""
     from keras_flm.train import load_data
 
     c = cfg

@@ -17,7 +17,7 @@ the test list is never mixed in.
 import hashlib
 import logging
 import os
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -184,6 +184,19 @@ def split_train_val(records: Sequence[FaceRecord], val_fraction: float = 0.1,
     train = [r for i, r in enumerate(records) if i not in val_idx]
     val = [r for i, r in enumerate(records) if i in val_idx]
     return train, val
+
+
+#: Written into a root of faces derived from another root's training faces (e.g. turned copies,
+#: scripts/make_pose_data.py): the split they respected. Training with such a root refuses a run
+#: whose split differs, since derived copies of its validation faces would then be trained on.
+SPLIT_RECORD = "split.json"
+
+
+def split_record(root: str, seed: int, val_fraction: float, max_images: Optional[int]) -> Dict[str, Any]:
+    """What decides which faces of `root`'s train list are validation faces (split_train_val, subset)."""
+    return {"root": os.path.realpath(os.path.abspath(os.path.expanduser(str(root)))), "seed": int(seed),
+            "val_fraction": float(val_fraction),
+            "max_images": None if max_images is None else int(max_images)}
 
 
 def subset(records: Sequence[FaceRecord], n: Optional[int], seed: int = 42) -> List[FaceRecord]:

@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -80,15 +80,19 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return a
 
 
-def training_faces(data: str, run: str) -> List[Any]:
-    """The training part (never validation) of the split `run` (or flm train's defaults) makes."""
+def training_faces(data: str, run: str) -> Tuple[List[Any], Dict[str, Any]]:
+    """(the training part of the split `run` (or flm train's defaults) makes, its split record).
+
+    Never validation faces: a turned copy of one would let training see it. The record goes into
+    the output root, and `flm train --extra-train` refuses a run with another split."""
     from keras_flm.config import RunConfig
-    from runtime.wflw import read_annotations, split_train_val, subset
+    from runtime.wflw import read_annotations, split_record, split_train_val, subset
 
     cfg = RunConfig.load(os.path.join(run, "config.json")) if run else RunConfig()
     t = cfg.train
     used = subset(read_annotations(data, "train"), t.max_images, seed=t.seed)
-    return split_train_val(used, t.val_fraction, seed=t.seed)[0]
+    return split_train_val(used, t.val_fraction, seed=t.seed)[0], split_record(data, t.seed, t.val_fraction,
+                                                                              t.max_images)
 
 
 def make(a: argparse.Namespace) -> Dict[str, Any]:
@@ -100,10 +104,10 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
     from keras_flm.data.teacher import label_face, load_teachers
     from runtime.evaluate import load_image
     from runtime.preprocess import DEFAULT_SPEC, box_from_landmarks
-    from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME
+    from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME, SPLIT_RECORD
 
     t0 = time.time()
-    faces = training_faces(a.data, a.run)
+    faces, split = training_faces(a.data, a.run)
     teachers = load_teachers(a.teachers)
     rng = np.random.default_rng(a.seed)
     sources = []
@@ -169,6 +173,8 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
                    "seconds": round(time.time() - t0, 1)}
         with open(os.path.join(tmp, "pose_data.json"), "w") as f:
             json.dump(summary, f, indent=1)
+        with open(os.path.join(tmp, SPLIT_RECORD), "w") as f:
+            json.dump(split, f, indent=1)
         if os.path.exists(a.out):
             shutil.rmtree(a.out)
         os.rename(tmp, a.out)

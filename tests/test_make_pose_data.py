@@ -54,3 +54,7 @@ def test_turned_faces_form_a_training_root_from_training_faces_only(shared_data,
                / abs(r.landmarks[32, 0] - r.landmarks[0, 0]) for r in recs]
     assert sum(offsets) / len(offsets) > 0.3, offsets
     assert not list(tmp_path.glob(".tmp-pose-*"))
+    # the split it respected is recorded, and flm train --extra-train accepts it for that split
+    from keras_flm.train import check_extra_train
+
+    assert check_extra_train([out], str(faces98), RunConfig().train) == (str(out),)

@@ -55,7 +55,7 @@ def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     from keras_flm.config import RunConfig
     from keras_flm.model import build_training_model
     from keras_flm.run_files import CONFIG_JSON, TRAIN_H5, read_state, write_state
-    from keras_flm.train import load_data, record_head_refit, refit_best_head
+    from keras_flm.train import check_extra_train, load_data, record_head_refit, refit_best_head
 
     for name in (CONFIG_JSON, TRAIN_H5):
         if not os.path.isfile(os.path.join(run_dir, name)):
@@ -65,6 +65,10 @@ def refit_head_cmd(run_dir, data_root, cache_dir) -> None:
     root = data_root or cfg.data.get("root")
     if not root or not os.path.isdir(root):
         raise click.ClickException("data root %r not found: pass --data" % (root,))
+    try:  # the run's --extra-train roots join the fit's training crops, as they joined training
+        check_extra_train(cfg.train.extra_train, root, cfg.train)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     train_c, val_c, _ = load_data(cfg, root, cache_dir, progress=True)
     rec = refit_best_head(build_training_model(cfg.model), cfg, run_dir, train_c, val_c)
     state = read_state(run_dir)

@@ -9,6 +9,10 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.command("train")
 @click.option("--data", "data_root", type=click.Path(file_okay=False), default=None,
               help="WFLW-layout data root (default with --resume: the run's own).")
+@click.option("--extra-train", "extra_train", multiple=True, type=click.Path(file_okay=False), metavar="ROOT",
+              help="Extra WFLW-layout roots whose train lists are added to the training faces only; "
+                   "validation stays the --data root's split. Repeatable; recorded in config.json, so "
+                   "--resume reuses them.")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory, e.g. runs/NAME.")
 @click.option("--width", type=float, default=None, help="Width multiplier (default 1.0).")
@@ -64,7 +68,7 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
           max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, augment_set,
-          oversample, ema, init, landmark_loss, freeze_bn, precision, resume, overwrite) -> None:
+          oversample, ema, init, landmark_loss, freeze_bn, precision, resume, overwrite, extra_train) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -83,7 +87,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
                  "augment_set": augment_set or None,
                  "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss,
-                 "freeze_bn": freeze_bn}
+                 "freeze_bn": freeze_bn, "extra_train": extra_train or None}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
@@ -102,7 +106,8 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  max_images=max_images, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
                  freeze_bn=freeze_bn, precision=precision,
-                 oversample=_parse_oversample(oversample) if oversample else None)
+                 oversample=_parse_oversample(oversample) if oversample else None,
+                 extra_train=tuple(os.path.abspath(p) for p in extra_train) if extra_train else None)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:
         raise click.ClickException(str(e)) from None

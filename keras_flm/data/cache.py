@@ -84,6 +84,45 @@ class CropCache:
         return crops, ((self.landmarks - o) / n).astype(np.float32)
 
 
+#: What two caches must share to be trained on together: the contract crop and the cached window.
+_GEOMETRY = ("crop", "cache_crop", "offset")
+
+
+def _cache_name(cache: CropCache) -> str:
+    return str(cache.meta.get("path") or cache.meta.get("root") or "<cache>")
+
+
+def concat_caches(caches: Sequence[CropCache]) -> CropCache:
+    """One in-memory cache of several caches' faces, in order (e.g. a root's training split plus the
+    train lists of extra roots, `flm train --extra-train`).
+
+    The pipeline re-crops every face with one geometry, so caches cut with another crop spec or
+    margin are refused (ValueError naming both). `lines` stay each list's own line numbers: they only
+    matter for the validation matching done before concatenating. The first cache's meta is kept,
+    with the count and the parts' paths.
+    """
+    if not caches:
+        raise ValueError("no caches to concatenate")
+    first = caches[0]
+    for other in caches[1:]:
+        for key in _GEOMETRY:
+            if first.meta.get(key) != other.meta.get(key):
+                raise ValueError("cannot concatenate crop caches with different %s: %s has %r, %s has %r "
+                                 "(same crop spec and cache margin needed)"
+                                 % (key, _cache_name(first), first.meta.get(key), _cache_name(other),
+                                    other.meta.get(key)))
+    if len(caches) == 1:
+        return first
+    meta = dict(first.meta, count=int(sum(len(c) for c in caches)),
+                parts=[c.meta.get("path") for c in caches])
+    return CropCache(np.concatenate([np.asarray(c.images) for c in caches]),
+                     np.concatenate([np.asarray(c.landmarks) for c in caches]),
+                     np.concatenate([np.asarray(c.euler) for c in caches]),
+                     np.concatenate([np.asarray(c.attributes) for c in caches]),
+                     np.concatenate([np.asarray(c.lines) for c in caches]),
+                     [p for c in caches for p in c.rel_paths], meta)
+
+
 def cache_key(root: str, split: str, records: Sequence[FaceRecord], spec: CropSpec, margin: float) -> str:
     """Hash of everything the cached arrays depend on."""
     list_path = annotation_path(root, split)

@@ -327,3 +327,230 @@ def test_training_ends_with_bn_calibration(tiny_run):
     cal = state["bn_calibration"]
     assert cal["batches"] == 50 and np.isfinite(cal["val_nme_before"]) and np.isfinite(cal["val_nme_after"])
     assert state["best_val_nme"] == pytest.approx(min(cal["val_nme_before"], cal["val_nme_after"]), abs=1e-3)
+
+
+# --- flm train --extra-train: extra WFLW roots join the training faces, never validation ---------
+
+EXTRA_FACES = 20
+
+
+def _make_extra_root(faces98, out, n=EXTRA_FACES):
+    """A WFLW-layout root of `n` faces98 train faces whose images sit under synth_pose/, as the
+    synthetic turned-face data will (the lines' labels unchanged, only the image path)."""
+    import shutil
+
+    from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME
+
+    src_list = faces98 / ANNOTATION_DIR / (LIST_NAME % "train")
+    lines = [t for t in src_list.read_text().splitlines() if t.strip()][-n:]
+    (out / ANNOTATION_DIR).mkdir(parents=True)
+    kept = []
+    for text in lines:
+        tokens = text.split()
+        rel = "synth_pose/" + tokens[-1]
+        dst = out / IMAGE_DIR / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            shutil.copyfile(faces98 / IMAGE_DIR / tokens[-1], dst)
+        kept.append(" ".join(tokens[:-1] + [rel]))
+    (out / ANNOTATION_DIR / (LIST_NAME % "train")).write_text("\n".join(kept) + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def extra_root(faces98, tmp_path_factory):
+    return _make_extra_root(faces98, tmp_path_factory.mktemp("extra") / "pose")
+
+
+@pytest.fixture(scope="module")
+def extra_run(tiny_run, faces98, extra_root, tmp_path_factory):
+    """One epoch of the tiny run's setup plus the extra root, oversampled by its path prefix."""
+    from keras_flm.train import train
+
+    _, cache, _ = tiny_run
+    cfg = _tiny_cfg(epochs=1)
+    cfg.train.extra_train = (str(extra_root),)
+    cfg.train.oversample = {"synth_pose/": 2}
+    cfg.train.bn_calibration_steps = 0  # not what this tests: keep it fast
+    run = str(tmp_path_factory.mktemp("runs") / "extra")
+    state = train(cfg, str(faces98), run, cache_dir=cache, progress=False, verbose=0)
+    return run, cache, state
+
+
+@pytest.mark.slow
+def test_extra_train_adds_training_faces_only(tiny_run, extra_run, extra_root):
+    base = RunConfig.load(os.path.join(tiny_run[0], "config.json"))
+    cfg = RunConfig.load(os.path.join(extra_run[0], "config.json"))
+    assert cfg.train.extra_train == (str(extra_root),)  # resume, refit-head and QAT reload them from here
+    extra = cfg.data["extra_train"]
+    assert [(e["root"], e["faces"]) for e in extra] == [(str(extra_root), EXTRA_FACES)]
+    assert cfg.data["val_faces"] == base.data["val_faces"]
+    assert cfg.data["train_faces"] == base.data["train_faces"] + EXTRA_FACES
+    assert cfg.data["used_faces"] == 72 and extra_run[2]["epochs_done"] == 1
+    assert base.data["extra_train"] == [] and base.train.extra_train == ()
+
+
+@pytest.mark.slow
+def test_extra_train_keeps_the_validation_faces_and_oversamples_by_prefix(extra_run, faces98, extra_root):
+    from keras_flm.data.pipeline import oversample_counts
+    from keras_flm.train import load_data
+
+    run, cache, _ = extra_run
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    train_c, val_c, summary = load_data(cfg, str(faces98), cache, progress=False)
+    plain = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, extra_train=()))
+    train0, val0, _ = load_data(plain, str(faces98), cache, progress=False)
+    assert val_c.rel_paths == val0.rel_paths and np.array_equal(val_c.lines, val0.lines)
+    np.testing.assert_array_equal(val_c.images, val0.images)
+    assert train_c.rel_paths[:len(train0)] == train0.rel_paths
+    assert all(p.startswith("synth_pose/") for p in train_c.rel_paths[len(train0):])
+    assert len(train_c) == len(train0) + EXTRA_FACES == summary["train_faces"]
+    counts = oversample_counts(train_c, cfg.train.oversample)
+    assert counts.tolist() == [1] * len(train0) + [2] * EXTRA_FACES
+
+
+@pytest.mark.slow
+def test_qat_data_of_a_run_includes_its_extra_roots(extra_run, tiny_run, monkeypatch):
+    from quant.config import QatConfig
+    from quant.qat import load_qat_data
+
+    monkeypatch.setenv("FLM_CACHE_DIR", extra_run[1])  # QAT uses the default cache directory
+    for run, extra in ((extra_run[0], EXTRA_FACES), (tiny_run[0], 0)):
+        d = json.load(open(os.path.join(run, "config.json")))
+        if not extra:
+            del d["train"]["extra_train"]  # as a run from before the option has it
+        cfg = RunConfig.from_dict(d)
+        train_c, val_c = load_qat_data(cfg, QatConfig(), progress=False)
+        assert len(train_c) == cfg.data["train_faces"] and len(val_c) == cfg.data["val_faces"]
+        assert sum(p.startswith("synth_pose/") for p in train_c.rel_paths) == extra
+
+
+@pytest.mark.slow
+def test_resume_reuses_the_extra_roots_and_refuses_new_ones(extra_run, extra_root):
+    run, cache, _ = extra_run
+    res = CliRunner().invoke(cli, ["train", "--run", run, "--resume", "--extra-train", str(extra_root)])
+    assert res.exit_code == 2 and "extra_train" in res.output
+    res = CliRunner().invoke(cli, ["train", "--run", run, "--resume", "--epochs", "2", "--cache-dir", cache])
+    assert res.exit_code == 0, res.output
+    cfg = RunConfig.load(os.path.join(run, "config.json"))
+    assert cfg.train.extra_train == (str(extra_root),)
+    assert cfg.data["train_faces"] == 72 - cfg.data["val_faces"] + EXTRA_FACES
+    assert [int(r["epoch"]) for r in _log(run)] == [0, 1]
+
+
+def _fake_cache(n, margin_px=56, size=112, tag="a"):
+    from keras_flm.data.cache import CropCache
+
+    s = size + 2 * margin_px
+    rng = np.random.default_rng(n)
+    meta = {"crop": {"size": size, "scale": 1.0}, "cache_crop": {"size": s}, "offset": margin_px,
+            "path": "/cache/%s" % tag, "count": n}
+    return CropCache(rng.integers(0, 255, (n, s, s), dtype=np.uint8),
+                     rng.normal(size=(n, 98, 2)).astype(np.float32),
+                     rng.normal(size=(n, 3)).astype(np.float32), np.zeros((n, 6), np.int8),
+                     np.arange(1, n + 1, dtype=np.int32), ["%s/%d.jpg" % (tag, i) for i in range(n)], meta)
+
+
+def test_concat_caches_joins_faces_in_order(tmp_path):
+    from keras_flm.data.cache import concat_caches
+
+    a, b = _fake_cache(3, tag="a"), _fake_cache(2, tag="b")
+    np.save(tmp_path / "b.npy", b.images)
+    b.images = np.load(tmp_path / "b.npy", mmap_mode="r")  # as load_cache hands them out
+    c = concat_caches([a, b])
+    assert len(c) == 5 and c.meta["count"] == 5 and c.meta["parts"] == ["/cache/a", "/cache/b"]
+    assert c.rel_paths == a.rel_paths + b.rel_paths and c.lines.tolist() == [1, 2, 3, 1, 2]  # lines kept
+    assert not isinstance(c.images, np.memmap)
+    np.testing.assert_array_equal(c.images[3:], b.images)
+    np.testing.assert_array_equal(c.euler[:3], a.euler)
+    assert c.offset == a.offset and c.contract_crops()[0].shape == (5, 112, 112)
+    assert concat_caches([a]) is a
+
+
+def test_concat_caches_refuses_another_crop_geometry():
+    from keras_flm.data.cache import concat_caches
+
+    with pytest.raises(ValueError, match=r"different cache_crop: /cache/a .* /cache/wide"):
+        concat_caches([_fake_cache(2, tag="a"), _fake_cache(2, margin_px=62, tag="wide")])
+    other = _fake_cache(2, tag="big")
+    other.meta["crop"] = {"size": 128, "scale": 1.0}
+    with pytest.raises(ValueError, match="different crop: /cache/a .*/cache/big"):
+        concat_caches([_fake_cache(2, tag="a"), other])
+    with pytest.raises(ValueError, match="no caches"):
+        concat_caches([])
+
+
+@pytest.mark.parametrize("kind", ["missing", "no_list", "data_root", "twice"])
+def test_bad_extra_train_root_fails_before_writing(tmp_path, faces98, extra_root, kind):
+    run = tmp_path / "r"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    roots = {"missing": [tmp_path / "nope"], "no_list": [empty], "data_root": [faces98],
+             "twice": [extra_root, extra_root]}[kind]
+    args = ["train", "--data", str(faces98), "--run", str(run)]
+    for root in roots:
+        args += ["--extra-train", str(root)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and "--extra-train" in res.output and str(roots[0]) in res.output, res.output
+    want = {"missing": "does not exist", "no_list": "list_98pt_rect_attr_train.txt",
+            "data_root": "is the --data root", "twice": "given twice"}[kind]
+    assert want in res.output and not run.exists()
+
+
+def test_check_extra_train_records_absolute_paths(tmp_path, faces98, extra_root, monkeypatch):
+    from keras_flm.train import check_extra_train
+
+    monkeypatch.chdir(extra_root.parent)
+    assert check_extra_train([extra_root.name], str(faces98)) == (str(extra_root),)
+    assert check_extra_train((), str(faces98)) == ()
+
+
+def test_an_extra_root_made_from_another_split_is_refused(faces98, extra_root):
+    """Turned copies of faces that are validation faces in this run must not be trained on: the root's
+    split record (scripts/make_pose_data.py writes it) must match the run's split."""
+    import json
+
+    from keras_flm.config import TrainConfig
+    from keras_flm.train import check_extra_train
+    from runtime.wflw import SPLIT_RECORD, split_record
+
+    t = TrainConfig()
+    record = extra_root / SPLIT_RECORD
+    try:
+        record.write_text(json.dumps(split_record(str(faces98), t.seed, t.val_fraction, t.max_images)))
+        assert check_extra_train([extra_root], str(faces98), t) == (str(extra_root),)
+        record.write_text(json.dumps(split_record(str(faces98), t.seed + 1, t.val_fraction, t.max_images)))
+        says = r"another split: seed %d \(this run: %d\)" % (t.seed + 1, t.seed)
+        with pytest.raises(ValueError, match=says):
+            check_extra_train([extra_root], str(faces98), t)
+        assert check_extra_train([extra_root], str(faces98)) == (str(extra_root),)  # no split given: no check
+    finally:
+        record.unlink()
+
+
+def test_extra_train_round_trips_through_config_json(tmp_path):
+    from keras_flm.config import TrainConfig
+
+    cfg = RunConfig(train=TrainConfig(extra_train=["/data/pose", "/data/more"]))
+    assert cfg.train.extra_train == ("/data/pose", "/data/more")
+    cfg.save(str(tmp_path / "config.json"))
+    assert json.load(open(tmp_path / "config.json"))["train"]["extra_train"] == ["/data/pose", "/data/more"]
+    assert RunConfig.load(str(tmp_path / "config.json")) == cfg
+    old = cfg.to_dict()
+    del old["train"]["extra_train"]  # a run from before the option
+    assert RunConfig.from_dict(old).train.extra_train == ()
+    assert TrainConfig(extra_train="/data/pose").extra_train == ("/data/pose",)
+
+
+def test_refit_head_names_a_missing_extra_root(tmp_path, faces98):
+    """`flm model refit-head` refits on the run's training faces, extra roots included: a moved one is
+    named, not a traceback."""
+    from keras_flm.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunConfig(train=TrainConfig(extra_train=(str(tmp_path / "gone"),)),
+              data={"root": str(faces98)}).save(str(run / "config.json"))
+    (run / "train.h5").write_bytes(b"")
+    res = CliRunner().invoke(cli, ["model", "refit-head", "--run", str(run)])
+    assert res.exit_code == 1 and "--extra-train" in res.output and str(tmp_path / "gone") in res.output

@@ -12,6 +12,9 @@ from keras_flm.report_md import atomic_write_text, read_json
 CONFIG_JSON = "config.json"
 STATE_JSON = "train_state.json"
 FP32_H5 = "fp32.h5"
+# the inference model at the end of training (EMA weights when --ema): fp32.h5 is the best
+# validation epoch's, and a run whose best came early would otherwise lose where it ended
+LAST_H5 = "last.h5"
 TRAIN_H5 = "train.h5"
 LOG_CSV = "log.csv"
 CHECKPOINTS = "checkpoints"

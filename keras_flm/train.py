@@ -7,6 +7,7 @@ Run directory (runs/NAME/) after `train()`:
   checkpoints/       Keras BackupAndRestore state (weights + optimizer + epoch) for --resume
   train.h5           best training model (with the auxiliary pose head): QAT starts here
   fp32.h5            best inference model (landmarks only), plain load_model, no custom objects
+  last.h5            the inference model where training ended (EMA weights with --ema)
   train_state.json   best epoch / val NME / early-stopping counter / finished flag
 
 "Best" = lowest validation NME (inter-ocular, runtime.metrics.nme) on the un-augmented
@@ -34,7 +35,16 @@ from keras_flm.keras_compat import get_keras
 from keras_flm.lineage import snapshot_init
 from keras_flm.loss import run_loss
 from keras_flm.model import HEAD, build_training_model, inference_model
-from keras_flm.run_files import CHECKPOINTS, CONFIG_JSON, FP32_H5, LOG_CSV, TRAIN_H5, read_state, write_state
+from keras_flm.run_files import (
+    CHECKPOINTS,
+    CONFIG_JSON,
+    FP32_H5,
+    LAST_H5,
+    LOG_CSV,
+    TRAIN_H5,
+    read_state,
+    write_state,
+)
 from runtime.metrics import nme
 from runtime.preprocess import normalize_input
 from runtime.wflw import (
@@ -165,8 +175,9 @@ def freeze_batchnorm(model) -> int:
     return len(bns)
 
 
-def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
-    """Write train.h5 and fp32.h5 from the current weights, always as float32 models."""
+def export_models(train_model, cfg: RunConfig, run_dir: str, last: bool = False) -> None:
+    """Write train.h5 and fp32.h5 from the current weights, always as float32 models (with `last`:
+    only last.h5, the inference model where training ended)."""
     keras = get_keras()
     policy = keras.mixed_precision.global_policy()
     src = train_model
@@ -179,6 +190,9 @@ def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
                 dst.set_weights(layer.get_weights())
         finally:
             keras.mixed_precision.set_global_policy(policy)
+    if last:
+        _atomic_save(inference_model(src), os.path.join(run_dir, LAST_H5))
+        return
     _atomic_save(src, os.path.join(run_dir, TRAIN_H5))
     _atomic_save(inference_model(src), os.path.join(run_dir, FP32_H5))
 
@@ -610,6 +624,7 @@ def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite
         log.warning("tensorboard is not installed: no TensorBoard logs (log.csv has the same numbers)")
     packed.fit(ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
                verbose=verbose)
+    export_models(train_model, cfg, run_dir, last=True)  # fit() has written the EMA weights into it
 
     state = read_state(run_dir)
     if not os.path.isfile(os.path.join(run_dir, TRAIN_H5)):

@@ -79,6 +79,22 @@ def test_fp32_h5_is_the_inference_model(tiny_run):
 
 
 @pytest.mark.slow
+def test_last_h5_is_where_training_ended(tiny_run):
+    """last.h5 keeps the end of a run whose best epoch came earlier; when the last epoch was the best
+    it is the same model as fp32.h5."""
+    from keras_flm.keras_compat import get_keras
+
+    keras = get_keras()
+    run, _, state = tiny_run
+    last = keras.models.load_model(os.path.join(run, "last.h5"), compile=False)
+    assert len(last.outputs) == 1 and last.output_shape == (None, 196)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 112, 112, 1)).astype(np.float32)
+    fp32 = keras.models.load_model(os.path.join(run, "fp32.h5"), compile=False)
+    same = np.allclose(last(x, training=False).numpy(), fp32(x, training=False).numpy(), atol=1e-5)
+    assert same == (state["best_epoch"] == state["epochs_done"])
+
+
+@pytest.mark.slow
 def test_resume_continues_epoch_count(tiny_run, faces98):
     run, cache, _ = tiny_run
     args = ["train", "--run", run, "--resume", "--epochs", "3", "--cache-dir", cache]

@@ -33,7 +33,9 @@ def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str,
                time_budget_min=cfg.train.time_budget_min, ema=cfg.train.ema, oversample=cfg.train.oversample,
                init=cfg.train.init, landmark_loss=cfg.train.landmark_loss, bn_momentum=cfg.model.bn_momentum,
                freeze_bn=cfg.train.freeze_bn, policy=cfg.data.get("policy"),
-               train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"))
+               train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"),
+               extra_train=[{"root": e.get("root"), "faces": e.get("faces")}
+                            for e in cfg.data.get("extra_train") or ()])
     snapshot = read_json(os.path.join(run_dir, INIT_SNAPSHOT), None)
     prior = snapshot.get("summary") if snapshot else init_summary(cfg.train.init, _depth)
     # re-releasing a run over the release it started from: that release's summary is this

@@ -321,11 +321,22 @@ OTHER_DATA = [
 ]
 
 
+EXTRA_DATA = ("- Of the {train} training faces, {extra} come from `flm train --extra-train` roots ({roots}): "
+              "e.g. synthetic turned copies of training faces (scripts/make_pose_data.py), teacher-labelled. "
+              "Validation and test faces are real and untouched.")
+
+
 def _data_lines(metrics: Dict[str, Any], tr: Dict[str, Any]) -> List[str]:
     root = metrics["test_data"]["root"]
     lines = FACES98_DATA if root == "faces98" else OTHER_DATA
-    return [line.format(root=root, train=tr.get("train_faces"), val=tr.get("val_faces"),
-                        test=metrics["test_data"]["faces"]) for line in lines]
+    out = [line.format(root=root, train=tr.get("train_faces"), val=tr.get("val_faces"),
+                       test=metrics["test_data"]["faces"]) for line in lines]
+    extra = tr.get("extra_train") or []
+    if extra:  # the last run's own extra faces (the start's are in its init_training)
+        faces = sum(e.get("faces") or 0 for e in extra)
+        roots = ", ".join(os.path.basename(str(e.get("root"))) for e in extra)
+        out.insert(1, EXTRA_DATA.format(train=tr.get("train_faces"), extra=faces, roots=roots))
+    return out
 
 
 def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str] = ()) -> str:

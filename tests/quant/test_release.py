@@ -215,3 +215,17 @@ def test_model_card_states_frozen_bn_and_a_mixed_policy():
     assert "(BatchNorm frozen)" in card and "mixed_bfloat16 compute (float32 weights)" in card
     metrics["training"]["policy"] = "float32"
     assert "compute (float32 weights)" not in model_card(metrics, cfg)
+
+
+def test_model_card_names_extra_training_faces():
+    """Synthetic faces from --extra-train roots are said to be there (and not for runs without them)."""
+    from keras_flm.config import RunConfig
+    from quant.release import model_card
+
+    metrics = json.load(open(os.path.join(COMMITTED, "metrics.json")))
+    cfg = RunConfig.load(os.path.join(COMMITTED, "config.json"))
+    metrics["training"].pop("extra_train", None)
+    assert "--extra-train" not in model_card(metrics, cfg)
+    metrics["training"].update(extra_train=[{"root": "/x/runs/pose_data", "faces": 2333}], train_faces=6567)
+    assert "Of the 6567 training faces, 2333 come from `flm train --extra-train` roots (pose_data)" \
+        in model_card(metrics, cfg)

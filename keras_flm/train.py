@@ -175,24 +175,27 @@ def freeze_batchnorm(model) -> int:
     return len(bns)
 
 
-def export_models(train_model, cfg: RunConfig, run_dir: str, last: bool = False) -> None:
-    """Write train.h5 and fp32.h5 from the current weights, always as float32 models (with `last`:
-    only last.h5, the inference model where training ended)."""
+def float32_model(train_model, cfg: RunConfig):
+    """`train_model` as a float32 model with trainable layers (a copy when it is neither), which is
+    what the files hold."""
     keras = get_keras()
     policy = keras.mixed_precision.global_policy()
-    src = train_model
-    if policy.name != "float32" or cfg.train.freeze_bn:  # files hold float32, trainable layers
-        keras.mixed_precision.set_global_policy("float32")
-        try:
-            src = build_training_model(cfg.model)
-            # layer by layer: freezing moves BN weights in the model-level weight order
-            for dst, layer in zip(src.layers, train_model.layers):
-                dst.set_weights(layer.get_weights())
-        finally:
-            keras.mixed_precision.set_global_policy(policy)
-    if last:
-        _atomic_save(inference_model(src), os.path.join(run_dir, LAST_H5))
-        return
+    if policy.name == "float32" and not cfg.train.freeze_bn:
+        return train_model
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        src = build_training_model(cfg.model)
+        # layer by layer: freezing moves BN weights in the model-level weight order
+        for dst, layer in zip(src.layers, train_model.layers):
+            dst.set_weights(layer.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return src
+
+
+def export_models(train_model, cfg: RunConfig, run_dir: str) -> None:
+    """Write train.h5 and fp32.h5 from the current weights, always as float32 models."""
+    src = float32_model(train_model, cfg)
     _atomic_save(src, os.path.join(run_dir, TRAIN_H5))
     _atomic_save(inference_model(src), os.path.join(run_dir, FP32_H5))
 
@@ -624,7 +627,8 @@ def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite
         log.warning("tensorboard is not installed: no TensorBoard logs (log.csv has the same numbers)")
     packed.fit(ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
                verbose=verbose)
-    export_models(train_model, cfg, run_dir, last=True)  # fit() has written the EMA weights into it
+    # where training ended: fit() has written the EMA weights into the model
+    _atomic_save(inference_model(float32_model(train_model, cfg)), os.path.join(run_dir, LAST_H5))
 
     state = read_state(run_dir)
     if not os.path.isfile(os.path.join(run_dir, TRAIN_H5)):

@@ -41,12 +41,11 @@ def teacher_predict(teachers: List[Any], records: List[Any], refine: int) -> np.
 
 def rows(pairs: Dict[str, Any], gt: np.ndarray, pose: np.ndarray) -> List[Dict[str, Any]]:
     """NME of each (prediction, reference) pair, normalised by the human labels' inter-ocular distance."""
-    from runtime.landmarks import OUTER_EYE_CORNERS
+    from runtime.stability import normalised_distance
 
-    iod = np.linalg.norm(gt[:, OUTER_EYE_CORNERS[0]] - gt[:, OUTER_EYE_CORNERS[1]], axis=1)
     out = []
     for name, (pred, ref) in pairs.items():
-        n = np.linalg.norm(pred - ref, axis=2).mean(axis=1) / iod
+        n = normalised_distance(pred, ref, gt)
         out.append({"pair": name, "all": float(n.mean()), "pose": float(n[pose].mean()),
                     "other": float(n[~pose].mean())})
     return out

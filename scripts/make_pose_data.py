@@ -86,13 +86,13 @@ def training_faces(data: str, run: str) -> Tuple[List[Any], Dict[str, Any]]:
     Never validation faces: a turned copy of one would let training see it. The record goes into
     the output root, and `flm train --extra-train` refuses a run with another split."""
     from keras_flm.config import RunConfig
-    from runtime.wflw import read_annotations, split_record, split_train_val, subset
+    from keras_flm.evaluate import load_split
+    from runtime.wflw import split_record
 
     cfg = RunConfig.load(os.path.join(run, "config.json")) if run else RunConfig()
     t = cfg.train
-    used = subset(read_annotations(data, "train"), t.max_images, seed=t.seed)
-    return split_train_val(used, t.val_fraction, seed=t.seed)[0], split_record(data, t.seed, t.val_fraction,
-                                                                              t.max_images)
+    return load_split(data, "val", cfg, need_train=True)[1], split_record(data, t.seed, t.val_fraction,
+                                                                         t.max_images)
 
 
 def make(a: argparse.Namespace) -> Dict[str, Any]:

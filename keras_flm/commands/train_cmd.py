@@ -107,7 +107,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
                  freeze_bn=freeze_bn, precision=precision,
                  oversample=_parse_oversample(oversample) if oversample else None,
-                 extra_train=tuple(os.path.abspath(p) for p in extra_train) if extra_train else None)
+                 extra_train=tuple(extra_train) or None)  # made absolute by keras_flm.train.check_extra_train
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -18,7 +18,7 @@ the projection only to reject faces the teacher misreads.
 
 Pure numpy / OpenCV: a data tool, imported by scripts and tests only.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -181,8 +181,7 @@ def render_map(src: np.ndarray, dst: np.ndarray, dst_depth: np.ndarray, tris: np
     return map_x, map_y
 
 
-def turn_face(image: np.ndarray, pts: np.ndarray, yaw_deg: float,
-              tris: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+def turn_face(image: np.ndarray, pts: np.ndarray, yaw_deg: float) -> Tuple[np.ndarray, np.ndarray]:
     """(turned image, projected 98 landmarks in its pixels) for a face with landmarks `pts`
     (98, 2) in `image`'s pixels, turned by `yaw_deg` about its vertical axis (> 0: the nose
     moves towards the face's +x, image right for an upright face)."""
@@ -193,9 +192,7 @@ def turn_face(image: np.ndarray, pts: np.ndarray, yaw_deg: float,
     rot = _rotation(info["roll"])
     to_image = lambda q: q @ rot.T + info["centre"]  # noqa: E731
     src_img, dst_img = to_image(mesh), to_image(turned)
-    if tris is None:
-        tris = triangulate(src_img)
-    map_x, map_y = render_map(src_img, dst_img, new_z, tris, (w, h))
+    map_x, map_y = render_map(src_img, dst_img, new_z, triangulate(src_img), (w, h))
     out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out, dst_img[:NUM_POINTS].astype(np.float32)
 

@@ -169,6 +169,10 @@ class TrainConfig:
     # validation (that stays the --data root's split, so runs with and without them compare): e.g.
     # synthetic turned faces. Stored here so --resume, refit-head and QAT reload the same faces
     extra_train: Tuple[str, ...] = ()
+    # a turned validation set (absolute path; scripts/make_pose_data.py --part val: this split's
+    # validation faces turned 20-50 degrees): the best epoch is then chosen by
+    # runtime.metrics.pose_weighted(validation NME, its NME), not by the validation faces alone
+    turned_val: Optional[str] = None
 
     def __post_init__(self) -> None:
         # config.json holds a list; a tuple keeps loaded and built configs equal

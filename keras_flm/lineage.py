@@ -36,6 +36,9 @@ def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str,
                train_faces=cfg.data.get("train_faces"), val_faces=cfg.data.get("val_faces"),
                extra_train=[{"root": e.get("root"), "faces": e.get("faces")}
                             for e in cfg.data.get("extra_train") or ()])
+    if cfg.data.get("turned_val"):  # the best epoch was chosen with turned validation faces
+        out.update(turned_val=cfg.data["turned_val"], best_turned_val_nme=st.get("best_turned_val_nme"),
+                   best_select=st.get("best_select"))
     snapshot = read_json(os.path.join(run_dir, INIT_SNAPSHOT), None)
     prior = snapshot.get("summary") if snapshot else init_summary(cfg.train.init, _depth)
     # re-releasing a run over the release it started from: that release's summary is this

@@ -45,7 +45,7 @@ from keras_flm.run_files import (
     read_state,
     write_state,
 )
-from runtime.metrics import nme
+from runtime.metrics import nme, pose_weighted
 from runtime.preprocess import normalize_input
 from runtime.wflw import (
     SPLIT_RECORD,
@@ -343,13 +343,15 @@ def record_head_refit(state: Dict[str, Any], rec: Dict[str, Any], epochs_done: A
 
 
 def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: str, resume: bool,
-                          steps_per_epoch: int, log_every: int = 0):
+                          steps_per_epoch: int, log_every: int = 0, turned: Optional[CropCache] = None):
     """One Keras callback for the epoch-level control of a run:
 
     - cosine LR every step, over progress = max(step share, wall-clock share of
       train.time_budget_min): with a budget, the LR reaches lr_min when time runs out;
     - validation NME (runtime.metrics.nme, inter-ocular) and loss on the un-augmented val crops;
-    - best-model export (train.h5, fp32.h5) at each improvement; early stopping on val NME;
+      with `turned` (cfg.train.turned_val), also its NME, and the best epoch is then chosen by
+      runtime.metrics.pose_weighted of the two ("best_select" in the state);
+    - best-model export (train.h5, fp32.h5) at each improvement; early stopping on that number;
     - stop before an epoch that would overrun the time budget;
     - state (best, patience counter, training seconds) in train_state.json, so a resumed
       run carries on where the killed one stopped.
@@ -361,13 +363,18 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
     crops, gt = val.contract_crops()
     x_val = normalize_input(crops)
     y_val = pack_targets(tf.constant(gt), tf.constant(val.euler), tf.constant(val.attributes, tf.float32))
+    if turned is not None:
+        turned_crops, turned_gt = turned.contract_crops()
+        x_turned = normalize_input(turned_crops)
     loss_fn = run_loss(cfg)
     budget_s = t.time_budget_min * 60.0 if t.time_budget_min else None
 
     class TrainingMonitor(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             st = read_state(run_dir) if resume else {}
-            self.best = st.get("best_val_nme", float("inf"))
+            self.best = st.get("best_select", st.get("best_val_nme", float("inf")))
+            self.best_real = st.get("best_val_nme")
+            self.best_turned = st.get("best_turned_val_nme")
             self.best_epoch = st.get("best_epoch", -1)
             self.wait = st.get("wait", 0)
             self.prior_s = st.get("train_seconds", 0.0)
@@ -403,17 +410,25 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
             logs = logs if logs is not None else {}
             with EmaWeights(self.model):
                 pred = self.model.predict(x_val, batch_size=t.val_batch_size, verbose=0)
-                val_nme = landmark_nme(pred, gt)
-                improved = val_nme < self.best
+                val_nme = select = landmark_nme(pred, gt)
+                turned_nme = None
+                if turned is not None:
+                    turned_pred = self.model.predict(x_turned, batch_size=t.val_batch_size, verbose=0)
+                    turned_nme = landmark_nme(turned_pred, turned_gt)
+                    select = pose_weighted(val_nme, turned_nme)
+                improved = select < self.best
                 if improved:
                     export_models(train_model, cfg, run_dir)
             logs["val_nme"] = val_nme
+            if turned is not None:
+                logs["val_turned_nme"], logs["val_select"] = turned_nme, select
             logs["val_loss"] = float(tf.reduce_mean(loss_fn(y_val, tf.constant(pred))))
             logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
             logs["epoch_time"] = time.time() - self.t0
             self.epoch_times.append(logs["epoch_time"])
             if improved:
-                self.best, self.best_epoch, self.wait = val_nme, epoch + 1, 0
+                self.best, self.best_epoch, self.wait = select, epoch + 1, 0
+                self.best_real, self.best_turned = val_nme, turned_nme
             else:
                 self.wait += int(counts_for_patience(self.progress(epoch + 1, 0)))
                 if self.wait >= t.patience:
@@ -425,14 +440,16 @@ def make_monitor_callback(val: CropCache, train_model, cfg: RunConfig, run_dir: 
                     self.model.stop_training = True
                     self.stop_reason = "time budget (%.0f min)" % t.time_budget_min
             write_state(run_dir, {
-                "epochs_done": epoch + 1, "best_val_nme": self.best, "best_epoch": self.best_epoch,
+                "epochs_done": epoch + 1, "best_val_nme": self.best_real, "best_epoch": self.best_epoch,
+                "best_select": self.best, "best_turned_val_nme": self.best_turned,
                 "wait": self.wait, "early_stopped": bool(self.model.stop_training),
                 "stop_reason": self.stop_reason, "train_seconds": self.elapsed(),
                 "epoch_times": self.epoch_times, "finished": False})
             stop = ("; stop: " + self.stop_reason) if self.stop_reason else ""
-            print("epoch %d/%d: val_nme %.4f%s (best %.4f @ %d) lr %.2e %.0fs%s"
-                  % (epoch + 1, t.epochs, val_nme, " *" if improved else "", self.best, self.best_epoch,
-                     logs["lr"], logs["epoch_time"], stop), flush=True)
+            turned_s = "" if turned is None else " turned %.4f weighted %.4f" % (turned_nme, select)
+            print("epoch %d/%d: val_nme %.4f%s%s (best %.4f @ %d) lr %.2e %.0fs%s"
+                  % (epoch + 1, t.epochs, val_nme, turned_s, " *" if improved else "", self.best,
+                     self.best_epoch, logs["lr"], logs["epoch_time"], stop), flush=True)
 
     return TrainingMonitor()
 
@@ -500,6 +517,15 @@ def check_extra_train(roots: Sequence[str], data_root: str,
     return tuple(out)
 
 
+def split_differences(made: Dict[str, Any], data_root: str, train_cfg: Any, part: str) -> List[str]:
+    """How a root's split record (runtime.wflw.SPLIT_RECORD) differs from this run's split and
+    `part` ("train" or "val"), one "key value (this run: value)" per difference."""
+    t = train_cfg
+    want = dict(split_record(data_root, t.seed, t.val_fraction, t.max_images), part=part)
+    made = dict(made, part=made.get("part", "train"))  # records before the part was written: training copies
+    return ["%s %r (this run: %r)" % (k, made.get(k), v) for k, v in want.items() if made.get(k) != v]
+
+
 def check_split_record(root: str, data_root: str, train_cfg: Any) -> None:
     """Refuse an extra root made from another split of the training faces than this run's."""
     from keras_flm.report_md import read_json
@@ -507,13 +533,44 @@ def check_split_record(root: str, data_root: str, train_cfg: Any) -> None:
     made = read_json(os.path.join(root, SPLIT_RECORD), None)
     if made is None:
         return  # not derived from a split (e.g. other people's faces)
-    want = split_record(data_root, train_cfg.seed, train_cfg.val_fraction, train_cfg.max_images)
-    diff = ["%s %r (this run: %r)" % (k, made.get(k), want[k]) for k in want if made.get(k) != want[k]]
+    if made.get("part", "train") != "train":
+        raise ValueError("--extra-train %s was made from the %s part of a split (%s says so): it is a "
+                         "judge of models, never training data" % (root, made.get("part"), SPLIT_RECORD))
+    diff = split_differences(made, data_root, train_cfg, "train")
     if diff:
         raise ValueError("--extra-train %s was made from the training faces of another split: %s; "
                          "its copies of this run's validation faces would be trained on (remake it for "
                          "this split)"
                          % (root, ", ".join(diff)))
+
+
+def check_turned_val(root: str, data_root: str, train_cfg: Any) -> str:
+    """`root` as an absolute path, or a ValueError unless it holds turned copies of this run's own
+    validation faces (its runtime.wflw.SPLIT_RECORD names this split and part "val", as
+    scripts/make_pose_data.py --part val writes): turned copies of training faces would reward
+    the model that trained on them."""
+    from keras_flm.report_md import read_json
+
+    path = os.path.abspath(os.path.expanduser(str(root)))
+    annotation_path(path, "test")  # AnnotationError naming what is missing
+    made = read_json(os.path.join(path, SPLIT_RECORD), None)
+    if made is None:
+        raise ValueError("turned validation set %s has no %s: make it with scripts/make_pose_data.py "
+                         "--part val --run RUN --out %s" % (path, SPLIT_RECORD, root))
+    diff = split_differences(made, data_root, train_cfg, "val")
+    if diff:
+        raise ValueError("%s is not a turned copy of this run's validation faces: %s"
+                         % (path, ", ".join(diff)))
+    return path
+
+
+def load_turned_val(cfg: RunConfig, cache_dir: Optional[str], progress: bool) -> Optional[CropCache]:
+    """The crop cache of cfg.train.turned_val's faces (its test list), None without one."""
+    root = cfg.train.turned_val
+    if not root:
+        return None
+    return build_cache(read_annotations(root, "test"), root, "test", cfg.crop, cfg.augment.cache_margin,
+                       cache_dir=cache_dir, progress=progress)
 
 
 def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress: bool):
@@ -580,9 +637,14 @@ def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite
         resolve_init_weights(cfg.train.init)  # a bad --init fails before anything is written
     # likewise a missing --extra-train root; on --resume the stored (absolute) roots are checked again
     cfg.train.extra_train = check_extra_train(cfg.train.extra_train, data_root, cfg.train)
+    if cfg.train.turned_val:
+        cfg.train.turned_val = check_turned_val(cfg.train.turned_val, data_root, cfg.train)
     prepare_run_dir(run_dir, resume, overwrite)
     keras.utils.set_random_seed(cfg.train.seed)
     train_c, val_c, summary = load_data(cfg, data_root, cache_dir, progress)
+    turned_c = load_turned_val(cfg, cache_dir, progress)
+    if turned_c is not None:
+        summary["turned_val"] = {"root": cfg.train.turned_val, "faces": len(turned_c)}
 
     strategy = resolve_strategy(cfg.train.strategy)
     policy = resolve_precision(cfg.train.precision)
@@ -615,7 +677,7 @@ def _train(cfg: RunConfig, data_root: str, run_dir: str, resume: bool, overwrite
 
     callbacks = [
         make_monitor_callback(val_c, train_model, cfg, run_dir, resume, steps,
-                              log_every=0 if verbose == 1 else log_every),
+                              log_every=0 if verbose == 1 else log_every, turned=turned_c),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, CHECKPOINTS), delete_checkpoint=False),
         keras.callbacks.CSVLogger(os.path.join(run_dir, LOG_CSV), append=resume),
         keras.callbacks.TerminateOnNaN(),

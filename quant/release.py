@@ -326,6 +326,12 @@ EXTRA_DATA = ("- Of the {train} training faces, {extra} come from `flm train --e
               "Validation and test faces are real and untouched.")
 
 
+TURNED_VAL = ("- The best epoch was chosen by validation NME with {faces} turned copies of the validation "
+              "faces (scripts/make_pose_data.py --part val: synthetic, teacher-labelled) weighted at "
+              "{share:.0f} %, WFLW's large-pose share: real faces {real} %, turned {turned} %."
+              " The validation split itself has few turned faces.")
+
+
 def _data_lines(metrics: Dict[str, Any], tr: Dict[str, Any]) -> List[str]:
     root = metrics["test_data"]["root"]
     lines = FACES98_DATA if root == "faces98" else OTHER_DATA
@@ -336,6 +342,13 @@ def _data_lines(metrics: Dict[str, Any], tr: Dict[str, Any]) -> List[str]:
         faces = sum(e.get("faces") or 0 for e in extra)
         roots = ", ".join(os.path.basename(str(e.get("root"))) for e in extra)
         out.insert(1, EXTRA_DATA.format(train=tr.get("train_faces"), extra=faces, roots=roots))
+    turned = tr.get("turned_val")
+    if turned:
+        from runtime.metrics import POSE_SHARE
+
+        out.insert(1 + bool(extra), TURNED_VAL.format(faces=turned.get("faces"), share=100 * POSE_SHARE,
+                                                      real=_pct(tr.get("best_val_nme")),
+                                                      turned=_pct(tr.get("best_turned_val_nme"))))
     return out
 
 

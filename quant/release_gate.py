@@ -8,7 +8,12 @@ the test split is the issue's own INT8 target, every INT8 file and the pof2 DPU 
 `MAX_INT8_LOSS` of FP32, which is a property of the candidate alone.
 
 Candidate against release, all on the validation faces of the candidate's run:
- 1. FP32 NME lower;
+ 1. FP32 NME lower; with a turned validation set (`scripts/make_pose_data.py --part val`: the run's
+    own validation faces turned 20-50 degrees by pose_synth and labelled by the teacher), the NME
+    with those turned faces weighted at WFLW's large-pose share (`POSE_SHARE`) lower, and the real
+    faces' alone at most `MAX_FRONTAL_LOSS` higher. Why: 20 of the 470 real validation faces are
+    turned by 15 degrees or more, none far, so a model that learns head turns (stop 25's turned
+    training faces) shows on them only as a small loss on frontal faces;
  2. (test split) every INT8 artifact within `MAX_INT8_LOSS` of the run's FP32 NME;
  3. NME after `ITERATIONS` re-crops from the true box, each model's host-default INT8 ONNX, not higher;
  4. the same with the lower `OCCLUDE` of every face hidden (runtime.stability.occluded_frames), the
@@ -19,6 +24,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from keras_flm.report_md import read_json, read_metrics
+from runtime.metrics import POSE_SHARE, pose_weighted
 
 #: INT8 may lose at most this much NME against FP32 (0.1 pp: the issue's target).
 MAX_INT8_LOSS = 0.001
@@ -33,6 +39,9 @@ INT8_ARTIFACTS = {
 }
 ITERATIONS = 10
 OCCLUDE = 0.25
+#: With turned validation faces, the real ones may lose at most this against the release (the
+#: 0.1 pp the issue allows INT8): a pose gain may not buy more frontal loss than quantization may.
+MAX_FRONTAL_LOSS = 0.001
 
 
 class GateError(ValueError):
@@ -69,13 +78,23 @@ def check(name: str, candidate: float, release: Optional[float], ok: bool, rule:
 
 
 def gate_checks(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
-    """The four checks from numbers: `cand` holds the run's scores (run_scores) plus "recrop" and
-    "occluded" (after ITERATIONS re-crops); `base` the release's "fp32_val", "recrop", "occluded"
-    (None: no release yet, so only the INT8 check can fail)."""
+    """The checks from numbers: `cand` holds the run's scores (run_scores) plus "recrop" and
+    "occluded" (after ITERATIONS re-crops) and, with a turned validation set, "fp32_turned_val";
+    `base` the release's "fp32_val", "recrop", "occluded" (and "fp32_turned_val") (None: no
+    release yet, so only the INT8 check can fail)."""
     out = []
     b = base or {}
-    out.append(check("val FP32 NME", cand["fp32_val"], b.get("fp32_val"),
-                     base is None or cand["fp32_val"] < b["fp32_val"], "lower than the release"))
+    if "fp32_turned_val" in cand:
+        mix = pose_weighted(cand["fp32_val"], cand["fp32_turned_val"])
+        b_mix = None if base is None else pose_weighted(b["fp32_val"], b["fp32_turned_val"])
+        out.append(check("val FP32 NME, turned faces at %.0f %%" % (100 * POSE_SHARE), mix, b_mix,
+                         base is None or mix < b_mix, "lower than the release"))
+        out.append(check("val FP32 NME, real faces", cand["fp32_val"], b.get("fp32_val"),
+                         base is None or cand["fp32_val"] <= b["fp32_val"] + MAX_FRONTAL_LOSS + 1e-12,
+                         "<= release + %.1f pp" % (100 * MAX_FRONTAL_LOSS)))
+    else:
+        out.append(check("val FP32 NME", cand["fp32_val"], b.get("fp32_val"),
+                         base is None or cand["fp32_val"] < b["fp32_val"], "lower than the release"))
     for k in INT8_ARTIFACTS:
         loss = cand[k] - cand["fp32"]
         out.append(check("test %s - FP32" % k, loss, None, loss <= MAX_INT8_LOSS + 1e-12,
@@ -118,6 +137,17 @@ def comparable_splits(run_cfg: Any, release_cfg: Any) -> None:
     if a != b:
         raise GateError("the run's validation split (%s) is not the release's (%s): their validation "
                         "NMEs are not comparable" % (a, b))
+
+
+def check_turned_val(root: str, data_root: str, run_cfg: Any) -> None:
+    """GateError unless `root` holds turned copies of this run's own validation faces
+    (keras_flm.train.check_turned_val)."""
+    from keras_flm.train import check_turned_val as check
+
+    try:
+        check(root, data_root, run_cfg.train)
+    except ValueError as e:
+        raise GateError(str(e)) from None
 
 
 def candidate_scores(run_dir: str) -> Dict[str, float]:

@@ -11,6 +11,9 @@ weighs); the test split's `pose` flag is WFLW's human one.
     .venv/bin/python scripts/eval_by_pose.py --run runs/NAME \\
         --model models/pfld98_w1/fp32.h5 --model runs/NAME/fp32.h5 [--min-yaw 15] [--json out.json]
 
+`--turned-val ROOT` (scripts/make_pose_data.py --part val) adds the run's validation faces turned
+20-50 degrees, and the release gate's check 1 (validation with those at WFLW's large-pose share).
+
 Models go through the serving crop and backends (runtime.evaluate), like `flm eval`.
 """
 import argparse
@@ -39,7 +42,7 @@ def _mean(nmes: np.ndarray, mask: np.ndarray) -> Dict[str, Any]:
 
 
 def score(model: str, val: Sequence[Any], test: Sequence[Any], val_yaw: np.ndarray, min_yaw: float,
-          spec: Any) -> Dict[str, Dict[str, Any]]:
+          spec: Any, turned_val: Sequence[Any] = ()) -> Dict[str, Dict[str, Any]]:
     """{subset: {nme, count}} of one model."""
     from keras_flm.evaluate import evaluate_model
     from runtime.landmarks import ATTRIBUTES
@@ -50,7 +53,15 @@ def score(model: str, val: Sequence[Any], test: Sequence[Any], val_yaw: np.ndarr
     turned = val_yaw >= min_yaw
     pose = np.array([r.attributes[ATTRIBUTES.index("pose")] > 0 for r in test])
     every_v, every_t = np.ones(len(v), bool), np.ones(len(t), bool)
-    return {"val": _mean(v, every_v), "val_lfw": _mean(v, lfw), "val_scenes": _mean(v, ~lfw),
+    out = {}
+    if turned_val:
+        from quant.release_gate import pose_weighted
+
+        tv = np.asarray(evaluate_model(model, turned_val, spec)["nmes"])
+        out = {"val_synth_turned": _mean(tv, np.ones(len(tv), bool)),
+               "val_pose_weighted": {"nme": pose_weighted(float(v.mean()), float(tv.mean())),
+                                     "count": len(v) + len(tv)}}
+    return {**out, "val": _mean(v, every_v), "val_lfw": _mean(v, lfw), "val_scenes": _mean(v, ~lfw),
             "val_turned": _mean(v, turned), "val_frontal": _mean(v, ~turned),
             "test": _mean(t, every_t), "test_pose": _mean(t, pose), "test_other": _mean(t, ~pose)}
 
@@ -62,6 +73,11 @@ def table(rows: Dict[str, Dict[str, Dict[str, Any]]], min_yaw: float) -> str:
     from keras_flm.report_md import markdown_table
 
     first = next(iter(rows.values()))
+    if "val_synth_turned" in first:
+        from quant.release_gate import POSE_SHARE
+
+        cols[1:1] = [("val_synth_turned", "val turned 20-50 deg (synthetic)"),
+                     ("val_pose_weighted", "val, turned at %.0f %%" % (100 * POSE_SHARE))]
     head = ["model"] + ["%s (%d)" % (name, first[key]["count"]) for key, name in cols]
     return markdown_table(head, [[model] + [None if r[k]["nme"] is None else "%.2f" % (100 * r[k]["nme"])
                                             for k, _ in cols] for model, r in rows.items()])
@@ -72,6 +88,8 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--run", required=True, help="run directory whose validation split to rebuild")
     ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default ../shared/data/faces98)")
     ap.add_argument("--model", action="append", required=True, help="model file (repeatable)")
+    ap.add_argument("--turned-val", default=None,
+                    help="turned validation set of this run's split (scripts/make_pose_data.py --part val)")
     ap.add_argument("--min-yaw", type=float, default=15.0, help="turned = label |yaw| >= this (degrees)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
@@ -91,11 +109,17 @@ def main(argv: List[str] = None) -> int:
     try:
         val, _ = load_split(args.data, "val", cfg)
         test, _ = load_split(args.data, "test", cfg)
-    except EvalError as e:
+        turned = []
+        if args.turned_val:
+            from quant.release_gate import check_turned_val
+
+            check_turned_val(args.turned_val, args.data, cfg)
+            turned = load_split(args.turned_val, "test", cfg)[0]
+    except (EvalError, ValueError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
     yaw = label_yaw(val, cfg.crop)
-    rows = {m: score(m, val, test, yaw, args.min_yaw, cfg.crop) for m in args.model}
+    rows = {m: score(m, val, test, yaw, args.min_yaw, cfg.crop, turned) for m in args.model}
     print(table(rows, args.min_yaw))
     if args.json:
         with open(args.json, "w") as f:

@@ -7,11 +7,17 @@ generic-depth 3-D warp that lets the nose hide the far cheek), then labelled by 
 ensemble the train list was labelled with (keras_flm/data/teacher.py). A face is dropped
 when the teacher and the warp's own projection disagree on the inner points (brows, eyes,
 nose, mouth) by more than --max-disagree of the inter-ocular distance: the warp broke the
-face or the teacher misread it. Only the training part of the run's split is used (never
-validation faces), so validation stays a fair judge. Feed the result to training with
+face or the teacher misread it. By default only the training part of the run's split is used
+(never validation faces), so validation stays a fair judge. Feed the result to training with
 `flm train --extra-train OUT`.
 
+`--part val` turns the run's *validation* faces instead and writes them as the new root's test
+list (no train list, and a split record that `flm train --extra-train` refuses): a turned
+validation set for choosing between models on head turns the real validation faces lack (20 of
+470 are turned by 15 degrees or more). `scripts/eval_by_pose.py --turned-val OUT` scores it.
+
     .venv/bin/python scripts/make_pose_data.py --out runs/pose_data --sheet runs/pose_data/sheet.png
+    .venv/bin/python scripts/make_pose_data.py --part val --out runs/pose_val
 """
 import argparse
 import json
@@ -54,6 +60,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--run", default=None,
                     help="training run whose split to respect (its config.json seed / val_fraction / "
                          "max_images); default: flm train's defaults")
+    ap.add_argument("--part", choices=("train", "val"), default="train",
+                    help="which part of the run's split to turn: train (extra training faces, the train "
+                         "list) or val (a turned validation set, written as the test list)")
     ap.add_argument("--per-face", type=int, default=1, help="turned copies per source face")
     ap.add_argument("--yaw-min", type=float, default=20.0, help="smallest turn, degrees")
     ap.add_argument("--yaw-max", type=float, default=50.0, help="largest turn, degrees")
@@ -80,19 +89,22 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return a
 
 
-def training_faces(data: str, run: str) -> Tuple[List[Any], Dict[str, Any]]:
-    """(the training part of the split `run` (or flm train's defaults) makes, its split record).
+def split_faces(data: str, run: str, part: str = "train") -> Tuple[List[Any], Dict[str, Any]]:
+    """(the `part` ("train" or "val") of the split `run` (or flm train's defaults) makes, its split
+    record marked with the part).
 
-    Never validation faces: a turned copy of one would let training see it. The record goes into
-    the output root, and `flm train --extra-train` refuses a run with another split."""
+    Training copies never come from validation faces: a turned copy of one would let training see
+    it. The record goes into the output root, and `flm train --extra-train` refuses a root of
+    another split or of validation faces."""
     from keras_flm.config import RunConfig
     from keras_flm.evaluate import load_split
     from runtime.wflw import split_record
 
     cfg = RunConfig.load(os.path.join(run, "config.json")) if run else RunConfig()
     t = cfg.train
-    return load_split(data, "val", cfg, need_train=True)[1], split_record(data, t.seed, t.val_fraction,
-                                                                         t.max_images)
+    val, train = load_split(data, "val", cfg, need_train=True)
+    record = dict(split_record(data, t.seed, t.val_fraction, t.max_images), part=part)
+    return (val if part == "val" else train), record
 
 
 def make(a: argparse.Namespace) -> Dict[str, Any]:
@@ -107,7 +119,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
     from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME, SPLIT_RECORD
 
     t0 = time.time()
-    faces, split = training_faces(a.data, a.run)
+    faces, split = split_faces(a.data, a.run, a.part)
     teachers = load_teachers(a.teachers)
     rng = np.random.default_rng(a.seed)
     sources = []
@@ -158,13 +170,16 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
                     kept_sheet.append((turned, labels))
         if not lines:
             raise RuntimeError("no face kept (%s dropped)" % dropped)
-        list_path = os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % "train")
+        # training copies: the train list, and an empty test list (a WFLW root has both);
+        # validation copies: the test list only, so nothing can train on them
+        list_path = os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % ("test" if a.part == "val" else "train"))
         os.makedirs(os.path.dirname(list_path), exist_ok=True)
         with open(list_path, "w") as f:
             f.write("\n".join(lines) + "\n")
-        test_path = os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % "test")
-        open(test_path, "w").close()  # a WFLW root has both lists; turned faces are never test faces
-        summary = {"source": os.path.abspath(a.data), "run_split": a.run, "source_faces": len(faces),
+        if a.part == "train":
+            open(os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % "test"), "w").close()
+        summary = {"source": os.path.abspath(a.data), "run_split": a.run, "part": a.part,
+                   "source_faces": len(faces),
                    "turned_sources": len(sources), "kept": len(lines), "dropped": dropped,
                    "yaw_range_deg": [a.yaw_min, a.yaw_max], "max_source_yaw": a.max_source_yaw,
                    "max_disagree": a.max_disagree, "per_face": a.per_face, "seed": a.seed,

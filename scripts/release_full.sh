@@ -5,6 +5,7 @@
 # flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
 # the release gate (scripts/release_gate.py: validation rules fixed in code; FORCE_RELEASE=1 skips it) ->
 # flm release (models/NAME), whose host default is the INT8 ONNX with the lower validation NME.
+# TURNED_VAL=ROOT (scripts/make_pose_data.py --part val) makes the gate weigh turned validation faces too.
 # A run that fails the gate leaves models/ as it is (exit 1); its numbers are all in the run directory.
 # Each step is a plain flm / flm-dpu command: copy any line to re-run it.
 set -euo pipefail
@@ -50,7 +51,8 @@ step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl 
   --model "$PFLD" --foreign-spec "$SPEC" --json "$RUN/faces_video_pfld_score.json"
 if [ "${FORCE_RELEASE:-0}" = 1 ]; then
   echo; echo "== FORCE_RELEASE=1: the release gate is skipped"
-elif ! step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" --data "$DATA" --json "$RUN/gate.json"; then
+elif ! step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" --data "$DATA" --json "$RUN/gate.json" \
+    ${TURNED_VAL:+--turned-val "$TURNED_VAL"}; then
   echo "release gate: $RUN does not beat the release; models/ left as it is (FORCE_RELEASE=1 releases anyway)"
   exit 1
 fi

@@ -34,6 +34,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--release", default=os.path.join(REPO, "models", RELEASE_NAME),
                     help="the release to beat (default: %(default)s; none there: only the INT8 check)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--turned-val", default=None,
+                    help="turned validation set (scripts/make_pose_data.py --part val): check 1 then "
+                         "weighs it at WFLW's large-pose share (quant/release_gate.py)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N validation faces (tests)")
     ap.add_argument("--json", dest="json_out", default=None, help="write the checks as JSON")
     a = ap.parse_args(argv)
@@ -58,6 +61,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if base is not None:
             G.comparable_splits(cfg, RunConfig.load(os.path.join(a.release, "config.json")))
         records = load_split(a.data, "val", cfg)[0][:a.limit]
+        if a.turned_val:
+            G.check_turned_val(a.turned_val, a.data, cfg)
+            turned = load_split(a.turned_val, "test", cfg)[0][:a.limit]
     except (G.GateError, EvalError, ValueError, OSError) as e:
         print("release gate: %s" % e, file=sys.stderr)
         return 2
@@ -75,6 +81,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         with tqdm(total=2 * len(records), desc="re-crops of %s" % path, unit="face", leave=False) as bar:
             scores["recrop"], scores["occluded"] = G.recrop_after(path, records, (0.0, G.OCCLUDE),
                                                                   progress=bar.update)
+    if a.turned_val:
+        from keras_flm.evaluate import evaluate_model
+
+        fp32 = {"candidate": os.path.join(a.run, "fp32.h5"), "release": os.path.join(a.release, "fp32.h5")}
+        for who, scores in (("candidate", cand), ("release", base)):
+            if scores is None:
+                continue
+            with tqdm(total=len(turned), desc="turned val, %s" % fp32[who], unit="face", leave=False) as bar:
+                nmes = evaluate_model(fp32[who], turned, cfg.crop, progress=bar.update)["nmes"]
+                scores["fp32_turned_val"] = float(sum(nmes) / len(nmes))
     checks = G.gate_checks(cand, base)
     rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]

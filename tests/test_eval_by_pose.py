@@ -35,6 +35,14 @@ def test_table_states_each_subsets_size():
     assert "| m.tflite | 5.00 |" in text and "–" in text
 
 
+def test_turned_validation_columns_come_second_when_scored():
+    row = {k: {"nme": 0.04, "count": 10} for k in ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal",
+                                                   "test", "test_pose", "test_other")}
+    row.update(val_synth_turned={"nme": 0.06, "count": 9}, val_pose_weighted={"nme": 0.0426, "count": 19})
+    head = eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
+    assert head.startswith("| model | val (10) | val turned 20-50 deg (synthetic) (9) | val, turned at 13 % (19) |")
+
+
 def test_missing_files_fail_with_their_names(tmp_path, capsys):
     assert eval_by_pose.main(["--run", str(tmp_path), "--model", "x.onnx"]) == 2
     assert "config.json not found" in capsys.readouterr().err

@@ -58,3 +58,28 @@ def test_turned_faces_form_a_training_root_from_training_faces_only(shared_data,
     from keras_flm.train import check_extra_train
 
     assert check_extra_train([out], str(faces98), RunConfig().train) == (str(out),)
+
+
+def test_turned_validation_faces_are_a_test_list_that_training_refuses(shared_data, faces98, tmp_path):
+    from keras_flm.config import RunConfig
+    from keras_flm.evaluate import load_split
+    from keras_flm.train import check_extra_train
+    from runtime.wflw import AnnotationError, read_annotations
+
+    RunConfig().save(str(tmp_path / "config.json"))
+    out = tmp_path / "pose_val"
+    teachers = shared_data.parent / "models" / "pfld_ghostone"
+    assert make_pose_data.main(["--data", str(faces98), "--out", str(out), "--run", str(tmp_path),
+                                "--part", "val", "--limit", "3", "--teachers", str(teachers)]) == 0
+    recs = read_annotations(str(out), "test")
+    assert 1 <= len(recs) <= 3
+    val_stems = {v.rel_path.rsplit(".", 1)[0].replace("/", "__") for v in load_split(str(faces98), "val",
+                                                                                        RunConfig())[0]}
+    assert all(r.rel_path.split("/", 1)[1].rsplit("_y", 1)[0] in val_stems for r in recs)
+    assert json.loads((out / "split.json").read_text())["part"] == "val"
+    with pytest.raises(AnnotationError):  # no train list at all
+        check_extra_train([out], str(faces98), RunConfig().train)
+    (out / "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt").write_text(
+        (out / "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_test.txt").read_text())
+    with pytest.raises(ValueError, match="judge of models"):  # and its split record says why
+        check_extra_train([out], str(faces98), RunConfig().train)

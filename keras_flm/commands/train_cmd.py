@@ -13,6 +13,10 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
               help="Extra WFLW-layout roots whose train lists are added to the training faces only; "
                    "validation stays the --data root's split. Repeatable; recorded in config.json, so "
                    "--resume reuses them.")
+@click.option("--turned-val", "turned_val", type=click.Path(file_okay=False), default=None, metavar="ROOT",
+              help="Turned copies of this split's validation faces (scripts/make_pose_data.py --part val): "
+                   "the best epoch is then the one with the lowest validation NME with those faces at "
+                   "WFLW's large-pose share (runtime.metrics.pose_weighted).")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory, e.g. runs/NAME.")
 @click.option("--width", type=float, default=None, help="Width multiplier (default 1.0).")
@@ -68,7 +72,8 @@ from keras_flm.config import AUGMENT_PRESETS, AUGMENT_UNIT_FIELDS, LANDMARK_LOSS
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start over.")
 def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epochs, batch_size, lr, patience,
           max_images, steps_per_epoch, seed, time_budget_min, strategy, cache_dir, augment, augment_set,
-          oversample, ema, init, landmark_loss, freeze_bn, precision, resume, overwrite, extra_train) -> None:
+          oversample, ema, init, landmark_loss, freeze_bn, precision, resume, overwrite, extra_train,
+          turned_val) -> None:
     """Train MobileNetV2-PFLD (FP32); writes config.json, log.csv, checkpoints/, train.h5, fp32.h5."""
     from keras_flm.config import RunConfig, augment_preset, override
     from keras_flm.train import CONFIG_JSON, RunDirError
@@ -87,7 +92,7 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  "batch_size": batch_size, "max_images": max_images, "seed": seed, "augment": augment,
                  "augment_set": augment_set or None,
                  "oversample": oversample or None, "ema": ema, "init": init, "loss": landmark_loss,
-                 "freeze_bn": freeze_bn, "extra_train": extra_train or None}
+                 "freeze_bn": freeze_bn, "extra_train": extra_train or None, "turned_val": turned_val}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise click.UsageError("--resume keeps the run's %s; only --epochs/--lr/--patience/"
@@ -107,12 +112,16 @@ def train(data_root, run_dir, width, s1_channels, activation, bn_momentum, epoch
                  time_budget_min=time_budget_min, ema=ema, init=init, landmark_loss=landmark_loss,
                  freeze_bn=freeze_bn, precision=precision,
                  oversample=_parse_oversample(oversample) if oversample else None,
-                 extra_train=tuple(extra_train) or None)  # made absolute by keras_flm.train.check_extra_train
+                 extra_train=tuple(extra_train) or None,  # made absolute by keras_flm.train.check_extra_train
+                 turned_val=turned_val)
         state = run_training(cfg, data_root, run_dir, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
     except (AnnotationError, RunDirError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo("best val NME %.4f at epoch %d (%d epochs%s); wrote %s"
-               % (state["best_val_nme"], state["best_epoch"], state["epochs_done"],
+    turned = state.get("best_turned_val_nme")
+    click.echo("best val NME %.4f%s at epoch %d (%d epochs%s); wrote %s"
+               % (state["best_val_nme"], "" if turned is None else
+                  " (turned %.4f, weighted %.4f)" % (turned, state["best_select"]),
+                  state["best_epoch"], state["epochs_done"],
                   ", stopped by " + state["stop_reason"] if state.get("stop_reason") else "",
                   os.path.join(run_dir, "fp32.h5")))
 

@@ -570,3 +570,58 @@ def test_refit_head_names_a_missing_extra_root(tmp_path, faces98):
     (run / "train.h5").write_bytes(b"")
     res = CliRunner().invoke(cli, ["model", "refit-head", "--run", str(run)])
     assert res.exit_code == 1 and "--extra-train" in res.output and str(tmp_path / "gone") in res.output
+
+
+def _make_turned_val_root(faces98, cfg, out, split_cfg=None):
+    """A root whose test list holds the run's validation faces (unturned: the mechanics are what
+    is tested) and whose split record says part "val", as make_pose_data.py --part val writes."""
+    import shutil
+
+    from keras_flm.evaluate import load_split
+    from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME, SPLIT_RECORD, split_record
+
+    src = (faces98 / ANNOTATION_DIR / (LIST_NAME % "train")).read_text().splitlines()
+    val = load_split(str(faces98), "val", cfg)[0]
+    (out / ANNOTATION_DIR).mkdir(parents=True)
+    lines = []
+    for r in val:
+        dst = out / IMAGE_DIR / r.rel_path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(r.image_path, dst)
+        lines.append(src[r.line - 1])
+    (out / ANNOTATION_DIR / (LIST_NAME % "test")).write_text("\n".join(lines) + "\n")
+    t = (split_cfg or cfg).train
+    (out / SPLIT_RECORD).write_text(json.dumps(dict(split_record(str(faces98), t.seed, t.val_fraction,
+                                                                 t.max_images), part="val")))
+    return out, len(lines)
+
+
+@pytest.mark.slow
+def test_turned_val_chooses_the_best_epoch_by_the_pose_weighted_nme(tiny_run, faces98, tmp_path):
+    from keras_flm.train import check_turned_val, train
+    from runtime.metrics import pose_weighted
+
+    cfg = _tiny_cfg(epochs=2)
+    cfg.train.bn_calibration_steps = 0
+    root, n = _make_turned_val_root(faces98, cfg, tmp_path / "pose_val")
+    cfg.train.turned_val = str(root)
+    state = train(cfg, str(faces98), str(tmp_path / "run"), cache_dir=tiny_run[1], progress=False, verbose=0)
+    rows = _log(str(tmp_path / "run"))
+    select = [float(r["val_select"]) for r in rows]
+    for r in rows:
+        assert float(r["val_select"]) == pytest.approx(pose_weighted(float(r["val_nme"]),
+                                                                     float(r["val_turned_nme"])))
+    best = int(np.argmin(select))
+    assert state["best_epoch"] == best + 1 and state["best_select"] == pytest.approx(select[best])
+    assert state["best_val_nme"] == pytest.approx(float(rows[best]["val_nme"]))
+    saved = RunConfig.load(str(tmp_path / "run" / "config.json"))
+    assert saved.train.turned_val == str(root) and saved.data["turned_val"]["faces"] == n
+    # a turned set of another split is refused before anything is written
+    other = _tiny_cfg()
+    other.train.seed = 7
+    wrong, _ = _make_turned_val_root(faces98, cfg, tmp_path / "wrong", split_cfg=other)
+    with pytest.raises(ValueError, match="seed 7"):
+        check_turned_val(str(wrong), str(faces98), cfg.train)
+    res = CliRunner().invoke(cli, ["train", "--run", str(tmp_path / "run2"), "--data", str(faces98),
+                                   "--max-images", "72", "--turned-val", str(wrong)])
+    assert res.exit_code == 1 and "not a turned copy" in res.output and not (tmp_path / "run2").exists()

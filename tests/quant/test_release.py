@@ -229,3 +229,18 @@ def test_model_card_names_extra_training_faces():
     metrics["training"].update(extra_train=[{"root": "/x/runs/pose_data", "faces": 2333}], train_faces=6567)
     assert "Of the 6567 training faces, 2333 come from `flm train --extra-train` roots (pose_data)" \
         in model_card(metrics, cfg)
+
+
+def test_model_card_says_how_turned_validation_faces_chose_the_epoch():
+    from keras_flm.config import RunConfig
+    from quant.release import model_card
+
+    metrics = json.load(open(os.path.join(COMMITTED, "metrics.json")))
+    cfg = RunConfig.load(os.path.join(COMMITTED, "config.json"))
+    metrics["training"].pop("turned_val", None)
+    assert "turned copies of the validation faces" not in model_card(metrics, cfg)
+    metrics["training"].update(turned_val={"root": "/x/runs/pose_val", "faces": 431}, best_val_nme=0.0327,
+                               best_turned_val_nme=0.041)
+    card = model_card(metrics, cfg)
+    assert "431 turned copies of the validation faces" in card and "weighted at 13 %" in card
+    assert "real faces 3.27 %, turned 4.10 %" in card

@@ -40,6 +40,43 @@ def test_a_better_candidate_passes_and_each_rule_can_fail_it():
     assert _failed(G.gate_checks(cand, BASE)) == ["test ptq_pof2_dpu - FP32"]
 
 
+def test_turned_validation_faces_weigh_in_at_wflw_pose_share():
+    base = dict(BASE, fp32_turned_val=0.080)
+    mix = "val FP32 NME, turned faces at 13 %"
+    # a little worse on real faces, much better turned: passes (0.87 * 0.0365 + 0.13 * 0.070 < base)
+    assert G.passed(G.gate_checks(_cand(fp32_val=0.0365) | {"fp32_turned_val": 0.070}, base))
+    # no better turned, a little worse real: the weighted check fails
+    assert _failed(G.gate_checks(_cand(fp32_val=0.0365) | {"fp32_turned_val": 0.080}, base)) == [mix]
+    # a turned gain may not buy more than 0.1 pp on the real faces
+    assert _failed(G.gate_checks(_cand(fp32_val=0.0372) | {"fp32_turned_val": 0.050}, base)) == [
+        "val FP32 NME, real faces"]
+
+
+def test_turned_validation_set_must_be_this_runs_validation_faces(tmp_path, faces98):
+    from keras_flm.config import RunConfig
+    from runtime.wflw import SPLIT_RECORD, split_record
+
+    cfg = RunConfig()
+    t = cfg.train
+    with pytest.raises(G.GateError, match="annotation list missing"):
+        G.check_turned_val(str(tmp_path), str(faces98), cfg)
+    lists = tmp_path / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True)
+    (lists / "list_98pt_rect_attr_test.txt").write_text("")
+    (tmp_path / "WFLW_images").mkdir()
+    with pytest.raises(G.GateError, match="make_pose_data.py --part val"):
+        G.check_turned_val(str(tmp_path), str(faces98), cfg)
+    rec = split_record(str(faces98), t.seed, t.val_fraction, t.max_images)
+    (tmp_path / SPLIT_RECORD).write_text(json.dumps(dict(rec, part="train")))
+    with pytest.raises(G.GateError, match="part 'train'"):
+        G.check_turned_val(str(tmp_path), str(faces98), cfg)
+    (tmp_path / SPLIT_RECORD).write_text(json.dumps(dict(rec, part="val", seed=t.seed + 1)))
+    with pytest.raises(G.GateError, match="seed"):
+        G.check_turned_val(str(tmp_path), str(faces98), cfg)
+    (tmp_path / SPLIT_RECORD).write_text(json.dumps(dict(rec, part="val")))
+    G.check_turned_val(str(tmp_path), str(faces98), cfg)
+
+
 def test_without_a_release_only_the_int8_bound_can_fail():
     assert G.passed(G.gate_checks(_cand(fp32_val=0.5, recrop=0.9, occluded=0.9), None))
     every_int8 = ["test %s - FP32" % k for k in G.INT8_ARTIFACTS]
@@ -105,6 +142,20 @@ def test_gate_script_against_a_release_of_the_same_run(release_run, faces98, tmp
     update_metrics(run, "fp32_val", {"nme": rel_val + 0.001})
     r = _gate(*args)
     assert r.returncode == 1 and "FAIL (val FP32 NME): keep the release" in r.stdout, r.stdout + r.stderr
+    # with a turned validation set of this run's own faces, both models are scored on it too
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import make_pose_data
+
+    turned = str(tmp_path / "pose_val")
+    teachers = os.path.join(os.path.dirname(os.path.dirname(str(faces98))), "models", "pfld_ghostone")
+    assert make_pose_data.main(["--data", str(faces98), "--out", turned, "--run", run, "--part", "val",
+                                "--limit", "2", "--teachers", teachers]) == 0
+    r = _gate(*args, "--turned-val", turned)
+    g = {c["check"]: c for c in json.load(open(out))["checks"]}
+    mix = g["val FP32 NME, turned faces at 13 %"]
+    assert r.returncode == 1 and not mix["ok"], r.stdout + r.stderr  # same weights turned, worse real
+    assert mix["candidate"] - mix["release"] == pytest.approx((1 - G.POSE_SHARE) * 0.001, abs=1e-6)
+    assert g["val FP32 NME, real faces"]["ok"]  # +0.1 pp: the most the real faces may lose
     # a run not yet quantized: exit 2 and the commands that make the missing scores
     os.remove(os.path.join(run, "metrics.json"))
     r = _gate(*args)

@@ -36,11 +36,12 @@ def test_table_states_each_subsets_size():
 
 
 def test_turned_validation_columns_come_second_when_scored():
-    row = {k: {"nme": 0.04, "count": 10} for k in ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal",
-                                                   "test", "test_pose", "test_other")}
+    keys = ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal", "test", "test_pose", "test_other")
+    row = {k: {"nme": 0.04, "count": 10} for k in keys}
     row.update(val_synth_turned={"nme": 0.06, "count": 9}, val_pose_weighted={"nme": 0.0426, "count": 19})
     head = eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
-    assert head.startswith("| model | val (10) | val turned 20-50 deg (synthetic) (9) | val, turned at 13 % (19) |")
+    assert head.startswith("| model | val (10) | val turned 20-50 deg (synthetic) (9) "
+                           "| val, turned at 13 % (19) |")
 
 
 def test_missing_files_fail_with_their_names(tmp_path, capsys):

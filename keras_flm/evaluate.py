@@ -126,8 +126,7 @@ def load_split(data_root: str, split: str, cfg: RunConfig,
         raise EvalError(str(e)) from None
     # The same selection as keras_flm.train.load_data: optional deterministic subset, then the split.
     t = cfg.train
-    used = wflw.subset(all_train, t.max_images, seed=t.seed)
-    train, val = wflw.split_train_val(used, t.val_fraction, seed=t.seed)
+    _, train, val = wflw.run_split(all_train, t.seed, t.val_fraction, t.max_images)
     if not val:
         raise EvalError("the run's val_fraction=%r leaves no validation faces" % t.val_fraction)
     expected = cfg.data.get("val_faces")

@@ -52,10 +52,10 @@ from runtime.wflw import (
     AnnotationError,
     annotation_path,
     attribute_shares,
+    canonical_root,
     read_annotations,
+    run_split,
     split_record,
-    split_train_val,
-    subset,
 )
 
 log = logging.getLogger(__name__)
@@ -495,7 +495,7 @@ def check_extra_train(roots: Sequence[str], data_root: str,
     (with `train_cfg`) derived from another split than this run's (its `runtime.wflw.SPLIT_RECORD`,
     e.g. turned copies of faces that are validation faces here).
     Called before the run directory is touched, so a typo costs nothing."""
-    main = os.path.realpath(os.path.abspath(os.path.expanduser(data_root)))
+    main = canonical_root(data_root)
     out: List[str] = []
     seen = set()
     for root in roots:
@@ -582,10 +582,10 @@ def load_data(cfg: RunConfig, data_root: str, cache_dir: Optional[str], progress
     """
     records = read_annotations(data_root, "train")
     n_all = len(records)
-    records = subset(records, cfg.train.max_images, seed=cfg.train.seed)
+    t = cfg.train
+    records, train_recs, val_recs = run_split(records, t.seed, t.val_fraction, t.max_images)
     cache = build_cache(records, data_root, "train", cfg.crop, cfg.augment.cache_margin,
                         cache_dir=cache_dir, progress=progress)
-    train_recs, val_recs = split_train_val(records, cfg.train.val_fraction, seed=cfg.train.seed)
     val_lines = {r.line for r in val_recs}
     is_val = np.array([int(line) in val_lines for line in cache.lines])
     train_c, val_c = cache.take(np.flatnonzero(~is_val)), cache.take(np.flatnonzero(is_val))

@@ -17,7 +17,7 @@ import numpy as np
 from quant.run import load_config
 from runtime.evaluate import face_box, load_image
 from runtime.preprocess import CropSpec, crop_face
-from runtime.wflw import AnnotationError, read_annotations, split_train_val, subset
+from runtime.wflw import AnnotationError, read_annotations, run_split
 
 
 def crop_records(records: Sequence, spec: CropSpec, desc: str = "cropping", workers: int = 2) -> np.ndarray:
@@ -53,8 +53,8 @@ def split_records(run_dir: str, split: str) -> List:
         if split == "test":
             return read_annotations(root, "test")
         # the --data root only, not cfg.train.extra_train: PTQ calibrates on the same real faces as before it
-        used = subset(read_annotations(root, "train"), cfg.train.max_images, seed=cfg.train.seed)
-        train, val = split_train_val(used, cfg.train.val_fraction, seed=cfg.train.seed)
+        t = cfg.train
+        _, train, val = run_split(read_annotations(root, "train"), t.seed, t.val_fraction, t.max_images)
     except AnnotationError as e:
         raise click.ClickException(str(e)) from None
     if split == "train":

@@ -186,15 +186,30 @@ def split_train_val(records: Sequence[FaceRecord], val_fraction: float = 0.1,
     return train, val
 
 
+def run_split(records: Sequence[FaceRecord], seed: int, val_fraction: float,
+              max_images: Optional[int]) -> Tuple[List[FaceRecord], List[FaceRecord], List[FaceRecord]]:
+    """(faces used, training part, validation part) of a train list as a run carves it: the
+    optional deterministic --max-images subset, then split_train_val, both with the run's seed.
+    The one recipe training, evaluation and calibration share, so they hold out the same faces."""
+    used = subset(records, max_images, seed=seed)
+    train, val = split_train_val(used, val_fraction, seed=seed)
+    return used, train, val
+
+
 #: Written into a root of faces derived from another root's training faces (e.g. turned copies,
 #: scripts/make_pose_data.py): the split they respected. Training with such a root refuses a run
 #: whose split differs, since derived copies of its validation faces would then be trained on.
 SPLIT_RECORD = "split.json"
 
 
+def canonical_root(root: str) -> str:
+    """A data root as one absolute, symlink-free path, so the same root compares equal however given."""
+    return os.path.realpath(os.path.abspath(os.path.expanduser(str(root))))
+
+
 def split_record(root: str, seed: int, val_fraction: float, max_images: Optional[int]) -> Dict[str, Any]:
-    """What decides which faces of `root`'s train list are validation faces (split_train_val, subset)."""
-    return {"root": os.path.realpath(os.path.abspath(os.path.expanduser(str(root)))), "seed": int(seed),
+    """What decides which faces of `root`'s train list are validation faces (run_split)."""
+    return {"root": canonical_root(root), "seed": int(seed),
             "val_fraction": float(val_fraction),
             "max_images": None if max_images is None else int(max_images)}
 

@@ -13,8 +13,10 @@ from runtime.wflw import (
     LIST_NAME,
     AnnotationError,
     annotation_path,
+    canonical_root,
     load_image,
     read_annotations,
+    run_split,
     split_train_val,
     subset,
 )
@@ -115,6 +117,18 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
     _, va4 = split_train_val(recs, 0.1, seed=4)
     assert [r.line for r in va4] != [r.line for r in va]
     assert len(subset(recs, 7)) == 7 and subset(recs, 7) == subset(recs, 7)
+    # a run's split: the --max-images subset first, then the split of what is used
+    used, tr5, va5 = run_split(recs, 3, 0.1, 20)
+    assert used == subset(recs, 20, seed=3) and (tr5, va5) == split_train_val(used, 0.1, seed=3)
+    assert run_split(recs, 3, 0.1, None)[1:] == (tr, va)
+
+
+def test_canonical_root_is_one_path_however_given(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    want = canonical_root(str(tmp_path / "real"))
+    assert canonical_root("real") == canonical_root("link/") == canonical_root("./link") == want
 
 
 def test_faces98_lists(faces98):

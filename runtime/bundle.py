@@ -19,6 +19,9 @@ from runtime.backends.base import BackendError
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
 
 META = "meta.json"
+#: The record `flm vitis compile` writes beside its xmodel (and in run/vitis/): md5, fix positions,
+#: the head's output offset. VartBackend reads it when no bundle meta.json is there.
+COMPILE_RECORD = "compile.json"
 FORMAT = "flm-bundle"
 FORMAT_VERSION = 1
 SUFFIXES = {".xmodel": "vart", ".onnx": "onnx", ".tflite": "tflite", ".h5": "keras", ".keras": "keras"}

@@ -59,11 +59,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from runtime.bundle import FORMAT, FORMAT_VERSION  # one definition of the bundle format
+from runtime.bundle import COMPILE_RECORD, FORMAT, FORMAT_VERSION, META  # one definition of the bundle format
 from vitis.config import BUNDLE_DIR, FINGERPRINTS, VITIS_DIR
 from vitis.files import md5_file, read_json, replace_path, scratch_dir, write_json
 
-META = "meta.json"
 HOST_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 #: Host model preference after the xmodel's own mode.
 STEM_ORDER = ("ptq_int8", "fp32")
@@ -150,7 +149,7 @@ def build_bundle(run_dir: str, tarball: bool = True, verify: bool = True) -> Dic
     if not os.path.isdir(run_dir):
         raise BundleError("run directory not found: %s" % run_dir)
     run_name = os.path.basename(os.path.abspath(run_dir))
-    compile_path = os.path.join(run_dir, VITIS_DIR, "compile.json")
+    compile_path = os.path.join(run_dir, VITIS_DIR, COMPILE_RECORD)
     compile_rec = read_json(compile_path) if os.path.isfile(compile_path) else None
     host = _host_models(run_dir)
     if compile_rec is None and not host:

@@ -32,12 +32,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
 
+from runtime.bundle import COMPILE_RECORD
 from vitis.config import (
     ARCH_PRESETS,
     COMPILER,
     DEFAULT_FINGERPRINT,
     DEFAULT_TARGET,
     FINGERPRINTS,
+    VITIS_DIR,
     VitisConfig,
 )
 from vitis.files import md5_file, read_json, replace_path, scratch_dir, write_json, write_text
@@ -218,7 +220,7 @@ def quantized_output_offset(run_dir: str, model_name: str, model_md5: str) -> fl
     whose md5 is `model_md5`): the PTQ head emits landmarks minus the crop centre
     (VitisConfig.output_offset). 0.0 without a record (an h5 quantized elsewhere); a record of another
     file than the one compiled is refused."""
-    path = os.path.join(run_dir, "vitis", "quantize_%s.json" % model_name.replace("vitis_", ""))
+    path = os.path.join(run_dir, VITIS_DIR, "quantize_%s.json" % model_name.replace("vitis_", ""))
     if not os.path.isfile(path):
         return 0.0
     rec = read_json(path)
@@ -245,7 +247,7 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
         raise click.ClickException(
             "%s not found: quantize first (flm vitis quantize --run %s --mode %s)"
             % (model_path, run_hint, model_name.replace("vitis_", "")))
-    vitis_dir = os.path.join(run_dir, "vitis")
+    vitis_dir = os.path.join(run_dir, VITIS_DIR)
     started = time.time()
     with scratch_dir(vitis_dir) as tmp:
         out_dir = os.path.join(tmp, model_name)
@@ -287,7 +289,7 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
         source_md5 = md5_file(model_path)
         record: Dict[str, Any] = {
             "model": model_name, "net_name": cfg.net_name,
-            "xmodel": os.path.join("vitis", model_name, cfg.net_name + ".xmodel"),
+            "xmodel": os.path.join(VITIS_DIR, model_name, cfg.net_name + ".xmodel"),
             "md5": md5, "bytes": os.path.getsize(xmodel),
             "arch": {"kind": arch.kind, "value": arch.value, "content": arch.content},
             "target": info.target, "total_subgraphs": info.total_subgraphs,
@@ -304,9 +306,9 @@ def compile_model(run_dir: str, model_name: str, arch: ArchChoice, cfg: Optional
                 raise CompileError("XIR: %s" % xinfo["subgraph_problem"])
             if xinfo.get("fingerprint"):
                 record["fingerprint"], record["fingerprint_source"] = xinfo["fingerprint"], "xmodel (XIR)"
-        write_json(os.path.join(out_dir, "compile.json"), record)
+        write_json(os.path.join(out_dir, COMPILE_RECORD), record)
         replace_path(out_dir, os.path.join(vitis_dir, model_name))
-    write_json(os.path.join(vitis_dir, "compile.json"), record)
+    write_json(os.path.join(vitis_dir, COMPILE_RECORD), record)
     stale = os.path.join(vitis_dir, "compile-failed.log")
     if os.path.exists(stale):
         os.remove(stale)
@@ -347,7 +349,7 @@ def verify_xmodel(xmodel: str, xir: Any = None, board_fingerprint: Optional[str]
     rec = record or {}
     result: Dict[str, Any] = {"xmodel": xmodel, "fingerprint": rec.get("fingerprint"),
                               "fingerprint_source": rec.get("fingerprint_source"),
-                              "dpu_subgraphs": rec.get("dpu_subgraphs"), "read_with": "compile.json",
+                              "dpu_subgraphs": rec.get("dpu_subgraphs"), "read_with": COMPILE_RECORD,
                               "problems": []}
     problems: List[str] = result["problems"]
     if xir is not None:
@@ -378,7 +380,7 @@ def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: A
                    strict: bool = True) -> Dict[str, Any]:
     """Re-verify run/vitis/compile.json's xmodel: its md5 against the record, then `verify_xmodel`.
     strict: raise CompileError listing every failed rule; else return them in "problems"."""
-    path = os.path.join(run_dir, "vitis", "compile.json")
+    path = os.path.join(run_dir, VITIS_DIR, COMPILE_RECORD)
     if not os.path.isfile(path):
         raise CompileError("%s not found: compile first (flm vitis compile --run %s)" % (path, run_dir))
     with open(path) as f:

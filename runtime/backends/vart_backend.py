@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError
+from runtime.bundle import COMPILE_RECORD
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import CROP_CENTRE, DEFAULT_SPEC, CropSpec
 from runtime.xmodel import (
@@ -213,7 +214,7 @@ def recorded_output_offset(path: str) -> Tuple[float, Optional[str]]:
         value = (read_json_object(meta).get("output") or {}).get("dpu_offset")
         if value is not None:
             return float(value), meta
-    record = os.path.join(folder, "compile.json")
+    record = os.path.join(folder, COMPILE_RECORD)
     if os.path.isfile(record):
         rec = read_json_object(record)
         if os.path.basename(str(rec.get("xmodel", ""))) == os.path.basename(path):

@@ -257,7 +257,8 @@ def _ort_overrides(onnx_path: str, folded, ranges, calib, cfg) -> Dict[str, list
     return OR.share_input_range(proto, overrides, *input_range(cfg.crop))
 
 
-def _qat_onnx(run_dir: str, folded, ranges, calib, cfg, pcfg: PtqConfig, xcfg: ExportConfig):
+def _qat_onnx(run_dir: str, folded, ranges, calib, cfg, pcfg: PtqConfig, xcfg: ExportConfig,
+              per_channel: bool = QatConfig.onnx_per_channel):
     """(RUN/qat_int8.onnx, settings): ORT's static QDQ of the QAT-tuned, BN-folded float network
     with every activation range the QAT learned (TensorQuantOverrides).
 
@@ -274,10 +275,11 @@ def _qat_onnx(run_dir: str, folded, ranges, calib, cfg, pcfg: PtqConfig, xcfg: E
     ranges = {k: v for k, v in ranges.items() if k in names}
     overrides = _ort_overrides(float_onnx, folded, ranges, calib, cfg)
     path = R.artifact(run_dir, "qat_int8.onnx")
-    settings = P.ort_static(float_onnx, path, calib[:ORT_GIVEN_CROPS], cfg.crop, False, pcfg.ort_reduce_range,
-                            pcfg.ort_calibrate_method, pcfg.act_percentile, pcfg.ort_weight_type, overrides)
+    settings = P.ort_static(float_onnx, path, calib[:ORT_GIVEN_CROPS], cfg.crop, per_channel,
+                            pcfg.ort_reduce_range, pcfg.ort_calibrate_method, pcfg.act_percentile,
+                            pcfg.ort_weight_type, overrides)
     settings["calibration"] = "activation ranges learned by QAT (%d tensors given)" % len(overrides)
-    settings["granularity"] = "per-tensor"
+    settings["granularity"] = "per-channel" if per_channel else "per-tensor"
     return path, settings
 
 
@@ -378,7 +380,8 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
         from quant.ranges import current_ranges
 
         t0 = time.perf_counter()
-        onx, settings = _qat_onnx(run_dir, folded, current_ranges(result["qtrain"]), calib, cfg, pcfg, xcfg)
+        onx, settings = _qat_onnx(run_dir, folded, current_ranges(result["qtrain"]), calib, cfg, pcfg, xcfg,
+                                  qcfg.onnx_per_channel)
         t_onx = time.perf_counter() - t0
         key = R.artifact_key(onx)
         R.record_quant(run_dir, key, _artifact_entry(onx, t_train + t_onx, opset=xcfg.onnx_opset,

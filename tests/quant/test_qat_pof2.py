@@ -43,6 +43,19 @@ def test_qat_fine_tunes_and_exports_the_landmark_model_only(quant_run):
     ort, tfl_grids = onnx_activation_grids(onx), tflite_activation_grids(tfl)
     assert len(ort) >= 5 and ort <= tfl_grids, sorted(ort - tfl_grids)
     assert "learned by QAT" in q["qat_int8_onnx"]["calibration"]
+    # its 7-bit weights per output channel (QatConfig.onnx_per_channel): each conv kernel's
+    # DequantizeLinear has one scale per output channel
+    assert q["qat_int8_onnx"]["granularity"] == "per-channel"
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(onx).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    kernels = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+               and inits[n.input[0]].ndim == 4]
+    assert len(kernels) > 10
+    assert all(inits[n.input[1]].size == inits[n.input[0]].shape[0] for n in kernels)
+    assert sum(inits[n.input[1]].size > 1 for n in kernels) == len(kernels)
     from keras_flm.keras_compat import get_keras
 
     folded = get_keras().models.load_model(os.path.join(quant_run, "qat_int8_float.h5"), compile=False)

@@ -55,7 +55,7 @@ def score(model: str, val: Sequence[Any], test: Sequence[Any], val_yaw: np.ndarr
     every_v, every_t = np.ones(len(v), bool), np.ones(len(t), bool)
     out = {}
     if turned_val:
-        from quant.release_gate import pose_weighted
+        from runtime.metrics import pose_weighted
 
         tv = np.asarray(evaluate_model(model, turned_val, spec)["nmes"])
         out = {"val_synth_turned": _mean(tv, np.ones(len(tv), bool)),
@@ -74,7 +74,7 @@ def table(rows: Dict[str, Dict[str, Dict[str, Any]]], min_yaw: float) -> str:
 
     first = next(iter(rows.values()))
     if "val_synth_turned" in first:
-        from quant.release_gate import POSE_SHARE
+        from runtime.metrics import POSE_SHARE
 
         cols[1:1] = [("val_synth_turned", "val turned 20-50 deg (synthetic)"),
                      ("val_pose_weighted", "val, turned at %.0f %%" % (100 * POSE_SHARE))]
@@ -111,9 +111,9 @@ def main(argv: List[str] = None) -> int:
         test, _ = load_split(args.data, "test", cfg)
         turned = []
         if args.turned_val:
-            from quant.release_gate import check_turned_val
+            from keras_flm.train import check_turned_val
 
-            check_turned_val(args.turned_val, args.data, cfg)
+            check_turned_val(args.turned_val, args.data, cfg.train)
             turned = load_split(args.turned_val, "test", cfg)[0]
     except (EvalError, ValueError) as e:
         print("error: %s" % e, file=sys.stderr)

@@ -89,8 +89,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if scores is None:
                 continue
             with tqdm(total=len(turned), desc="turned val, %s" % fp32[who], unit="face", leave=False) as bar:
-                nmes = evaluate_model(fp32[who], turned, cfg.crop, progress=bar.update)["nmes"]
-                scores["fp32_turned_val"] = float(sum(nmes) / len(nmes))
+                res = evaluate_model(fp32[who], turned, cfg.crop, progress=bar.update)
+                scores["fp32_turned_val"] = float(res["metrics"]["nme"])
     checks = G.gate_checks(cand, base)
     rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]

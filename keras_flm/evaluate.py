@@ -102,6 +102,27 @@ def resolve_model(run_dir: str, model: Optional[str]) -> str:
     raise EvalError("model file not found: %s (also looked in %s)" % (model, run_dir))
 
 
+def split_faces(data_root: str, split: str, run: Optional[str] = None) -> List[Any]:
+    """The faces of `split` for a script: "val" = the validation faces of the training run (or
+    release) `run`, rebuilt from its config.json; "test"/"train" = that list (no run). Why one
+    place: the tracking and video scripts choose on validation faces exactly as training held them
+    out. Raises EvalError naming what is wrong."""
+    from runtime import wflw
+
+    if (split == "val") != (run is not None):
+        raise EvalError("split 'val' needs a run (whose validation faces to use), "
+                        "and a run goes only with it")
+    if split == "val":
+        cfg_path = os.path.join(run, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise EvalError("%s not found (the run must be a training run or release directory)" % cfg_path)
+        return load_split(data_root, "val", RunConfig.load(cfg_path))[0]
+    try:
+        return wflw.read_annotations(data_root, split)
+    except wflw.AnnotationError as e:
+        raise EvalError(str(e)) from None
+
+
 def load_split(data_root: str, split: str, cfg: RunConfig,
                need_train: bool = False) -> Tuple[List[Any], Optional[List[Any]]]:
     """(faces to evaluate, training faces or None) for `split`.

@@ -19,6 +19,13 @@ Candidate against release, all on the validation faces of the candidate's run:
  4. the same with the lower `OCCLUDE` of every face hidden (runtime.stability.occluded_frames), the
     probe that separates the drift seen on half-hidden test faces (README, "Drift measured on
     validation").
+
+Reported beside the checks, not gated (`reported`): the NME after `ITERATIONS` re-crops from start boxes
+`PROBE_JITTER` of the face size off (`PROBE_DRAWS` per face, "exact" jitter: the centre moved that far,
+the box 1 +- that much larger or smaller). Why: the video's lost tracks (stop 26) start from a box that
+shrank onto part of the face and stay there, a fixed point the chain from the true box never visits.
+It is not a check yet because no release has been chosen with it; it shows whether a candidate
+returns from such boxes.
 """
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -39,6 +46,10 @@ INT8_ARTIFACTS = {
 }
 ITERATIONS = 10
 OCCLUDE = 0.25
+#: the reported probe's start boxes: this far off the face, in face sizes, this many per face
+PROBE_JITTER = 0.3
+PROBE_DRAWS = 2
+PROBE_LABEL = "val after %d re-crops from boxes %d %% off" % (ITERATIONS, round(100 * PROBE_JITTER))
 #: With turned validation faces, the real ones may lose at most this against the release (the
 #: 0.1 pp the issue allows INT8): a pose gain may not buy more frontal loss than quantization may.
 MAX_FRONTAL_LOSS = 0.001
@@ -110,23 +121,31 @@ def passed(checks: Sequence[Dict[str, Any]]) -> bool:
     return all(c["ok"] for c in checks)
 
 
-def recrop_after(model: str, records: Sequence[Any], occludes: Sequence[float] = (0.0, OCCLUDE),
-                 seed: int = 0, progress: Optional[Callable[[int], Any]] = None) -> List[float]:
-    """Mean NME after ITERATIONS re-crops from the true box (no jittered starts) of `model` on
-    `records`, once per entry of `occludes` (the lower fraction of each face hidden when > 0), with
-    the model loaded once."""
+def reported(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
+    """The numbers shown beside the checks that decide nothing (yet): the jittered-start probe."""
+    return [{"probe": PROBE_LABEL, "candidate": cand.get("jittered"),
+             "release": None if base is None else base.get("jittered")}]
+
+
+def recrop_scores(model: str, records: Sequence[Any], seed: int = 0,
+                  progress: Optional[Callable[[int], Any]] = None) -> Dict[str, float]:
+    """Mean NME after ITERATIONS re-crops of `model` on `records`, with the model loaded once:
+    "recrop" from the true box, "occluded" the same with the lower OCCLUDE of each face hidden, and
+    "jittered" from the probe's start boxes (chains of the same pass as "recrop"). `progress` counts
+    two steps per face."""
     from runtime import stability as S
 
     be = S.load_model(model, threads=1)  # scripts/eval_tracking.py's default: the same numbers
-    out = []
     try:
-        for occlude in occludes:
-            frame_of = S.occluded_frames(records, occlude, seed) if occlude > 0 else None
-            study = S.recrop_study(be, records, ITERATIONS, (), 1, seed, progress=progress, frame_of=frame_of)
-            out.append(float(S.summarize_study(study)["recrop_nme"]))
+        study = S.recrop_study(be, records, ITERATIONS, (PROBE_JITTER,), PROBE_DRAWS, seed, mode="exact",
+                               progress=progress)
+        rows = S.summarize_study(study)["rows"]
+        hidden = S.recrop_study(be, records, ITERATIONS, (), 1, seed, progress=progress,
+                                frame_of=S.occluded_frames(records, OCCLUDE, seed))
     finally:
         be.close()
-    return out
+    return {"recrop": float(rows[0]["nme"][-1]), "jittered": float(rows[1]["nme"][-1]),
+            "occluded": float(S.summarize_study(hidden)["recrop_nme"])}
 
 
 def comparable_splits(run_cfg: Any, release_cfg: Any) -> None:

@@ -23,7 +23,9 @@ its landmarks: a track confirmed there counts as seen. Only tracks that neither 
 `max_unconfirmed` runs in a row are dropped (ghosts on background, or a face the detector cannot see
 at all). Detections of the detector's fallback passes (`Detection.kind` "profile", "rotated":
 rougher boxes, more false hits) confirm a track but move it only when `confirm` does not see its
-face in the track's box, and do not displace a track; frontal detections do as before.
+face in the track's box, and do not displace a track; frontal detections do as before. A detection
+inside a healthy track and much smaller than its landmark box (`FaceTracker.partial_hit`: part of a
+turned face) confirms the track and changes nothing else.
 """
 import itertools
 import threading
@@ -89,6 +91,11 @@ class Track:
 
 def _side(box: Sequence[float]) -> float:
     return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def _centre_inside(inner: Sequence[float], outer: Sequence[float]) -> bool:
+    cx, cy = (inner[0] + inner[2]) / 2.0, (inner[1] + inner[3]) / 2.0
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def anchor_size(box: Box, ref: float, factor: float) -> Box:
@@ -302,6 +309,20 @@ class FaceTracker:
         if self.background is not None:
             self.background.close()
 
+    def partial_hit(self, track: Track, det: Detection) -> bool:
+        """Whether `det` is a hit on part of `track`'s face: the track is healthy (plausible landmarks
+        from its own box), the detection's centre lies in the landmark box and its size is below
+        that box's by more than `size_anchor`. Why: on faces turned 20-50 degrees the frontal cascade
+        also fires on a frontal-looking half of the face, a box ~0.5x the face; re-anchoring there
+        locked the track onto that part of the face (the turned validation video, stop 27). A track
+        that really grew beyond its face cannot get there: `size_anchor` holds it within that factor
+        of its last detector box."""
+        f = self.config.size_anchor
+        if f <= 0 or track.lost or track.source != "track" or track.landmarks is None:
+            return False
+        face = box_from_landmarks(track.landmarks)
+        return _centre_inside(det.box, face) and _side(det.box) * f < _side(face)
+
     def _merge(self, dets: List[Detection], index: int, confirmed: Set[int] = frozenset()) -> None:
         self.last_detect = index
         self.detections += 1
@@ -317,6 +338,17 @@ class FaceTracker:
                 if v >= best_iou:
                     best, best_iou = d, v
             if best is not None:
+                part = best if self.partial_hit(tr, best) else None
+            else:
+                part = next((d for d in free if self.partial_hit(tr, d)), None)
+            if part is not None:
+                # a detection well inside a healthy track and much smaller than its face: a part
+                # of the face (turned faces give the frontal cascade such hits); it confirms the
+                # track but neither moves it nor sets its size anchor
+                free.remove(part)
+                tr.unconfirmed = 0
+                matched.append(tr)
+            elif best is not None:
                 free.remove(best)
                 tr.unconfirmed = 0
                 # a fallback detection (profile, rotated: rougher boxes, more false hits) confirms a
@@ -338,9 +370,11 @@ class FaceTracker:
                 if not self.config.max_unconfirmed or tr.unconfirmed < self.config.max_unconfirmed:
                     unseen.append(tr)
         for tr in close:
-            # a frontal detection left over that overlaps such a track a little is its face with a
-            # better box (the track's box grew, shrank or slid): re-anchor there
-            near = [d for d in free if d.kind == "frontal" and iou(tr.box, d.box) > 0]
+            # a frontal detection left over whose centre lies in such a track's box is its face with a
+            # better box (the track's box grew, shrank or slid): re-anchor there. One that only
+            # overlaps the box's edge is not (on the turned validation video such hits beside a
+            # healthy track moved it off its face, stop 27)
+            near = [d for d in free if d.kind == "frontal" and _centre_inside(d.box, tr.box)]
             if near:
                 best = max(near, key=lambda d: iou(tr.box, d.box))
                 free.remove(best)

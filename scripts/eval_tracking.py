@@ -137,28 +137,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if (a.split == "val") != (a.run is not None):
         ap.error("--split val needs --run (the run whose validation faces to use); --run goes only with it")
 
+    from keras_flm.evaluate import EvalError, split_faces
     from keras_flm.report_md import markdown_table
     from runtime import stability as S
-    from runtime.wflw import read_annotations
 
     try:
         jitters = S.parse_jitters(a.jitter)
         show = None if a.show in (None, "drifters") else [int(v) for v in a.show.split(",") if v.strip()]
     except ValueError as e:
         ap.error("--jitter/--show: %s" % e)
-    if a.split == "val":
-        from keras_flm.config import RunConfig
-        from keras_flm.evaluate import EvalError, load_split
-
-        cfg_path = os.path.join(a.run, "config.json")
-        if not os.path.isfile(cfg_path):
-            ap.error("%s not found (--run must be a training run directory)" % cfg_path)
-        try:
-            records = load_split(a.data, "val", RunConfig.load(cfg_path))[0][:a.limit]
-        except EvalError as e:
-            ap.error(str(e))
-    else:
-        records = read_annotations(a.data, a.split)[:a.limit]
+    try:
+        records = split_faces(a.data, a.split, a.run)[:a.limit]
+    except EvalError as e:
+        ap.error(str(e))
     bad = [i for i in show or () if not 0 <= i < len(records)]
     if bad:
         ap.error("--show: no face %s among the %d scored" % (", ".join(map(str, bad)), len(records)))

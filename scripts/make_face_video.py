@@ -14,6 +14,7 @@ when a different person sits down). Fade frames carry no ground truth ("scored":
 scored; `score_face_video.py` reports the first frames of each face separately.
 
     .venv/bin/python scripts/make_face_video.py --out /tmp/faces.mp4           # + /tmp/faces.mp4.json
+    .venv/bin/python scripts/make_face_video.py --out /tmp/val.mp4 --split val --run models/pfld98_w1
     .venv/bin/flm-dpu run --video /tmp/faces.mp4 --no-display --jsonl /tmp/faces.jsonl --model M
     .venv/bin/python scripts/score_face_video.py --video /tmp/faces.mp4 --jsonl /tmp/faces.jsonl --model M
 
@@ -233,11 +234,15 @@ def make_video(faces: Sequence[Face], path: str, truth_path: Optional[str] = Non
     return truth
 
 
-def load_faces(data: str, split: str = "test", limit: Optional[int] = None) -> List[Face]:
-    """The annotated faces of a WFLW-layout list, in list order (their scenes read once each)."""
-    from runtime.wflw import load_image, read_annotations
+def load_faces(data: str, split: str = "test", limit: Optional[int] = None, run: Optional[str] = None
+               ) -> List[Face]:
+    """The annotated faces of a WFLW-layout list, in list order (their scenes read once each);
+    split "val": the validation faces of the training run or release `run`, the video to make
+    tracker choices on (the test video reports them)."""
+    from keras_flm.evaluate import split_faces
+    from runtime.wflw import load_image
 
-    records = read_annotations(data, split)[:limit]
+    records = split_faces(data, split, run)[:limit]
     scenes = {}  # type: Dict[str, np.ndarray]
     out = []
     for r in records:
@@ -254,7 +259,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="video to write (.mp4)")
     ap.add_argument("--truth", default=None, help="ground truth JSON (default: OUT.json)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
-    ap.add_argument("--split", choices=["test", "train"], default="test")
+    ap.add_argument("--split", choices=["test", "train", "val"], default="test",
+                    help="val: the validation faces of --run (rebuilt from its config.json)")
+    ap.add_argument("--run", default=None, help="run or release whose validation faces --split val uses")
     ap.add_argument("--limit", type=int, default=None, help="only the first N faces")
     ap.add_argument("--frames-per-face", type=int, default=d.frames_per_face)
     ap.add_argument("--fade", type=int, default=d.fade, help="transition frames between faces (not scored)")
@@ -269,7 +276,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("need --frames-per-face >= 1, --fade >= 0, --face-size >= 16, --fps > 0")
     if a.limit is not None and a.limit < 1:
         ap.error("--limit must be >= 1")
-    faces = load_faces(a.data, a.split, a.limit)
+    from keras_flm.evaluate import EvalError
+
+    try:
+        faces = load_faces(a.data, a.split, a.limit, a.run)
+    except EvalError as e:
+        ap.error(str(e))
     motion = Motion(fps=a.fps, face_size=a.face_size, frames_per_face=a.frames_per_face, fade=a.fade,
                     transition=a.transition)
     truth = make_video(faces, a.out, a.truth, motion, a.seed, progress=True)

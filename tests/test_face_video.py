@@ -187,3 +187,22 @@ def test_reference_and_scorer_on_the_made_video(video, tmp_path, capsys, monkeyp
 def test_real_faces_load_in_list_order(shared_data):
     faces = V.load_faces(str(shared_data / "faces98"), "test", limit=3)
     assert len(faces) == 3 and all(f.image.ndim == 3 and f.landmarks.shape == (98, 2) for f in faces)
+
+
+def test_validation_faces_are_the_runs_held_out_faces(shared_data, tmp_path):
+    """--split val picks the run's validation faces (none of them on the test list), in the order the
+    split rebuilds them; without a run config it stops and names the missing file."""
+    from keras_flm.config import RunConfig
+    from keras_flm.evaluate import load_split
+
+    data = str(shared_data / "faces98")
+    cfg = RunConfig()
+    cfg.save(str(tmp_path / "config.json"))
+    faces = V.load_faces(data, "val", limit=3, run=str(tmp_path))
+    val = load_split(data, "val", cfg)[0][:3]
+    assert [f.name for f in faces] == ["%s:%d" % (r.rel_path, r.line) for r in val]
+    test_names = {f.name for f in V.load_faces(data, "test")}
+    assert not test_names & {f.name for f in faces}
+    with pytest.raises(SystemExit) as e:
+        V.main(["--out", str(tmp_path / "v.mp4"), "--split", "val", "--run", str(tmp_path / "nope")])
+    assert e.value.code == 2 and not (tmp_path / "v.mp4").exists()

@@ -139,6 +139,10 @@ def test_gate_script_against_a_release_of_the_same_run(release_run, faces98, tmp
     g = json.load(open(out))
     recrop = {c["check"]: c for c in g["checks"]}["val after 10 re-crops"]
     assert g["passed"] and g["faces"] == 4 and recrop["candidate"] == pytest.approx(recrop["release"])
+    # the jittered-start probe is shown for both models and decides nothing
+    probe = g["reported"][0]
+    assert probe["probe"] == G.PROBE_LABEL and probe["candidate"] == pytest.approx(probe["release"])
+    assert probe["candidate"] > 0 and "Reported, not gated" in r.stdout
     update_metrics(run, "fp32_val", {"nme": rel_val + 0.001})
     r = _gate(*args)
     assert r.returncode == 1 and "FAIL (val FP32 NME): keep the release" in r.stdout, r.stdout + r.stderr

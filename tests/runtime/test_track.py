@@ -408,8 +408,8 @@ def test_fallback_detections_confirm_but_do_not_move_or_displace_tracks():
 
 
 def test_a_frontal_detection_near_a_confirmed_track_re_anchors_it():
-    """A track confirm() sees whose box grew off its face (IoU < match_iou with the frontal box of
-    that face) takes the frontal box instead of blocking it."""
+    """A track confirm() sees whose box slid and grew off its face (IoU < match_iou with the frontal
+    box of that face, within size_anchor of it) takes the frontal box instead of blocking it."""
 
     class Det(Boxes):
         def confirm(self, frame, box, roll=0.0):
@@ -419,10 +419,55 @@ def test_a_frontal_detection_near_a_confirmed_track_re_anchors_it():
     cfg = TrackConfig(detect_every=5, background_detect=False)
     tr = FaceTracker(Det([(100.0, 100.0, 200.0, 200.0)]), cfg)
     (t,) = tr.plan(frame, 0)
-    t.box, t.source, t.landmarks = (60.0, 60.0, 260.0, 260.0), "track", _face(160, 160, 200)
+    t.box, t.source, t.landmarks = (140.0, 140.0, 270.0, 270.0), "track", _face(205, 205, 130)
     assert iou(t.box, (100.0, 100.0, 200.0, 200.0)) < 0.3
     assert tr.plan(frame, 5) == [t]
     assert t.box == (100.0, 100.0, 200.0, 200.0) and t.source == "detect" and t.ref_size == 100.0
+
+
+def test_a_detection_on_the_edge_of_a_confirmed_track_does_not_move_it():
+    """A frontal box overlapping only the edge of a track confirm() sees (its centre outside the
+    track's box: a hit beside the face) leaves the track where its landmarks put it."""
+
+    class Det(Boxes):
+        def confirm(self, frame, box, roll=0.0):
+            return True
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    tr = FaceTracker(Det([(259.0, 164.0, 440.0, 352.0)]), TrackConfig(detect_every=5, background_detect=False))
+    (t,) = tr.plan(frame, 0)
+    t.source, t.landmarks = "track", _face(350, 258, 181)
+    tr.detector = Det([(424.0, 203.0, 518.0, 296.0)])  # the stop-27 case: 0 < IoU < match_iou
+    assert 0 < iou(t.box, tr.detector.boxes[0]) < 0.3
+    assert tr.plan(frame, 5) == [t] and t.box == (259.0, 164.0, 440.0, 352.0) and t.source == "track"
+
+
+@pytest.mark.parametrize("det_box", [(150.0, 150.0, 250.0, 250.0), (160.0, 120.0, 260.0, 220.0)])
+def test_a_small_detection_inside_a_healthy_track_confirms_it_without_moving_it(det_box):
+    """Half-size frontal hits on part of a turned face (IoU 0.25 centred: the close path; IoU >= 0.3
+    off-centre would be the matched path) confirm the track and leave its box and size anchor; the
+    rule leaves lost tracks and tracks fresh from the detector alone."""
+
+    class Det(Boxes):
+        def confirm(self, frame, box, roll=0.0):
+            return True
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    cfg = TrackConfig(detect_every=5, background_detect=False, max_faces=2)
+    tr = FaceTracker(Det([(100.0, 100.0, 300.0, 300.0)]), cfg)
+    (t,) = tr.plan(frame, 0)
+    t.source, t.landmarks, t.unconfirmed = "track", _face(200, 200, 200), 2
+    tr.detector = Det([det_box])
+    assert tr.partial_hit(t, Detection(det_box, 1.0))
+    assert tr.plan(frame, 5) == [t]  # confirmed, and no second track on the same face
+    assert t.box == (100.0, 100.0, 300.0, 300.0) and t.ref_size == 200.0 and t.unconfirmed == 0
+    t.lost = True  # a lost track's landmarks are not evidence: any detection may re-anchor it
+    assert not tr.partial_hit(t, Detection(det_box, 1.0))
+    t.lost, t.source = False, "detect"
+    assert not tr.partial_hit(t, Detection(det_box, 1.0))
+    t.source = "track"
+    assert not tr.partial_hit(t, Detection((20.0, 20.0, 60.0, 60.0), 1.0))  # not inside the face
+    assert not FaceTracker(Det([]), TrackConfig(size_anchor=0)).partial_hit(t, Detection(det_box, 1.0))
 
 
 def test_background_runs_confirm_on_the_worker_and_merge_the_result():

@@ -370,11 +370,13 @@ class FaceTracker:
                 if not self.config.max_unconfirmed or tr.unconfirmed < self.config.max_unconfirmed:
                     unseen.append(tr)
         for tr in close:
-            # a frontal detection left over whose centre lies in such a track's box is its face with a
-            # better box (the track's box grew, shrank or slid): re-anchor there. One that only
-            # overlaps the box's edge is not (on the turned validation video such hits beside a
-            # healthy track moved it off its face, stop 27)
-            near = [d for d in free if d.kind == "frontal" and _centre_inside(d.box, tr.box)]
+            # a frontal detection left over whose centre lies in such a track's box, or which holds
+            # the track's centre, is its face with a better box (the track's box grew, shrank onto
+            # part of the face or slid): re-anchor there. One that only overlaps the box's edge is
+            # not (on the turned validation video such hits beside a healthy track moved it off its
+            # face, stop 27)
+            near = [d for d in free if d.kind == "frontal"
+                    and (_centre_inside(d.box, tr.box) or _centre_inside(tr.box, d.box))]
             if near:
                 best = max(near, key=lambda d: iou(tr.box, d.box))
                 free.remove(best)

@@ -426,20 +426,27 @@ def test_a_frontal_detection_near_a_confirmed_track_re_anchors_it():
 
 
 def test_a_detection_on_the_edge_of_a_confirmed_track_does_not_move_it():
-    """A frontal box overlapping only the edge of a track confirm() sees (its centre outside the
-    track's box: a hit beside the face) leaves the track where its landmarks put it."""
+    """A frontal box overlapping only the edge of a track confirm() sees (neither centre inside the
+    other box: a hit beside the face) leaves the track where its landmarks put it; one around a track
+    that shrank onto part of the face re-anchors it."""
 
     class Det(Boxes):
         def confirm(self, frame, box, roll=0.0):
             return True
 
     frame = np.zeros((480, 640, 3), np.uint8)
-    tr = FaceTracker(Det([(259.0, 164.0, 440.0, 352.0)]), TrackConfig(detect_every=5, background_detect=False))
+    cfg = TrackConfig(detect_every=5, background_detect=False)
+    tr = FaceTracker(Det([(259.0, 164.0, 440.0, 352.0)]), cfg)
     (t,) = tr.plan(frame, 0)
     t.source, t.landmarks = "track", _face(350, 258, 181)
     tr.detector = Det([(424.0, 203.0, 518.0, 296.0)])  # the stop-27 case: 0 < IoU < match_iou
     assert 0 < iou(t.box, tr.detector.boxes[0]) < 0.3
     assert tr.plan(frame, 5) == [t] and t.box == (259.0, 164.0, 440.0, 352.0) and t.source == "track"
+    # a track shrunk onto part of its face (the mouth) is re-anchored by the face's box around it
+    t.box, t.landmarks = (300.0, 280.0, 380.0, 340.0), _face(340, 310, 80)
+    tr.detector = Det([(259.0, 164.0, 440.0, 352.0)])
+    assert iou(t.box, tr.detector.boxes[0]) < 0.3
+    assert tr.plan(frame, 10) == [t] and t.box == (259.0, 164.0, 440.0, 352.0) and t.source == "detect"
 
 
 @pytest.mark.parametrize("det_box", [(150.0, 150.0, 250.0, 250.0), (160.0, 120.0, 260.0, 220.0)])

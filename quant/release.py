@@ -171,6 +171,12 @@ def run_default_int8(run_dir: str) -> str:
     return host_models(models)["onnx"]
 
 
+def _file_records(root: str) -> Dict[str, Dict[str, Any]]:
+    """meta.json's "files": md5 and size of every file in `root` but meta.json itself."""
+    return {f: {"md5": file_md5(os.path.join(root, f)), "bytes": os.path.getsize(os.path.join(root, f))}
+            for f in sorted(os.listdir(root)) if f != META}
+
+
 def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: str,
           hosts: Dict[str, str]) -> Dict[str, Any]:
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -216,8 +222,7 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
         }
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
-        files = {f: {"md5": file_md5(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
-                 for f in sorted(os.listdir(tmp))}
+        files = _file_records(tmp)
         atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir, hosts))
         total = sum(r["bytes"] for r in files.values()) + os.path.getsize(os.path.join(tmp, META))
         if total > MAX_BYTES:
@@ -399,3 +404,70 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
     lines += ["- %d test faces is a small benchmark: one face moves the mean NME by ~%.1f pp per 10 pp "
               "of its own error." % (n, 10.0 / max(n, 1))]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ refreshing a release
+
+#: seeded inputs on which a refreshed ONNX file must give bit-identical outputs
+REFRESH_CHECK_BATCH = 8
+
+
+def _same_outputs(a: str, b: str, seed: int = 0) -> bool:
+    import numpy as np
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (a, b)]
+    inp = sessions[0].get_inputs()[0]
+    shape = [d if isinstance(d, int) else REFRESH_CHECK_BATCH for d in inp.shape]
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, shape).astype(np.float32)
+    outs = [s.run(None, {inp.name: x}) for s in sessions]
+    return all(np.array_equal(p, q) for p, q in zip(*outs))
+
+
+def refresh_release_onnx(release_dir: str, log: Log = print) -> Dict[str, Tuple[int, int]]:
+    """Re-write a release's ONNX files through today's `quant.onnx_save.save_onnx` passes (e.g.
+    `drop_bias_zero_points`) without re-training or re-quantizing, and the records that name their
+    sizes: metrics.json (models, speed rows), MODEL_CARD.md (re-rendered from metrics.json and
+    config.json, as `build_release` made it) and meta.json's file records. Returns {file: (old bytes,
+    new bytes)}. Why: the runs a release came from live in runs/, which is not in git.
+
+    ONNX Runtime must give bit-identical outputs before and after on seeded inputs, and the card must
+    be the one `model_card` renders from the release's metrics (no `--weakness` lines it would lose);
+    otherwise ReleaseError, and the release is left as it was (the new one is built beside it and
+    swapped in whole)."""
+    import onnx
+
+    from keras_flm.report_md import read_json
+    from quant.onnx_save import save_onnx
+
+    cfg = RunConfig.load(os.path.join(release_dir, "config.json"))
+    metrics = read_json(os.path.join(release_dir, METRICS_FILE))
+    with open(os.path.join(release_dir, "MODEL_CARD.md"), encoding="utf-8") as f:
+        if f.read() != model_card(metrics, cfg):
+            raise ReleaseError("%s/MODEL_CARD.md is not what its metrics.json renders (extra --weakness "
+                               "lines?): re-release the run instead" % release_dir)
+    meta = read_json(os.path.join(release_dir, META))
+    changed = {}  # type: Dict[str, Tuple[int, int]]
+    with scratch_dir(os.path.dirname(os.path.abspath(release_dir))) as tmp:
+        for fname in os.listdir(release_dir):
+            shutil.copy2(os.path.join(release_dir, fname), os.path.join(tmp, fname))
+        for fname in sorted(f for f in os.listdir(tmp) if f.endswith(".onnx")):
+            path = os.path.join(tmp, fname)
+            before = os.path.getsize(path)
+            save_onnx(onnx.load(path), path, shorten=False)
+            if not _same_outputs(os.path.join(release_dir, fname), path):
+                raise ReleaseError("%s: the re-written file's outputs differ from the release's" % fname)
+            after = os.path.getsize(path)
+            changed[fname] = (before, after)
+            log("%s: %d -> %d bytes, outputs bit-identical" % (fname, before, after))
+            if fname in metrics.get("models", {}):
+                metrics["models"][fname]["bytes"] = after
+            for row in (metrics.get("speed") or {}).get("rows", []):
+                if row.get("name") == fname.replace(".", "_"):
+                    row["size_mb"] = after / 1e6
+        atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
+        atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg))
+        meta["files"] = _file_records(tmp)
+        atomic_write_json(os.path.join(tmp, META), meta)
+        replace_path(tmp, release_dir)
+    return changed

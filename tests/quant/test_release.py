@@ -244,3 +244,48 @@ def test_model_card_says_how_turned_validation_faces_chose_the_epoch():
     card = model_card(metrics, cfg)
     assert "431 turned copies of the validation faces" in card and "weighted at 13 %" in card
     assert "real faces 3.27 %, turned 4.10 %" in card
+
+
+def test_refresh_rewrites_onnx_files_and_the_records_of_their_size(release_run, tmp_path, monkeypatch):
+    """A release's ONNX re-written through today's save passes (an ORT-style QDQ file loses its int32
+    bias zero points): metrics.json, the card and meta.json follow; a card metrics.json does not
+    render, or outputs that change, are refused with the release left byte for byte as it was."""
+    import onnx
+
+    from keras_flm.config import RunConfig
+    from quant import release as R
+    from runtime.bundle import file_md5
+    from tests.quant.qdq_graphs import qdq_conv
+
+    models = str(tmp_path / "models")
+    rel = R.build_release(release_run, "tiny", models, log=lambda *_: None)
+    qat = os.path.join(rel, "qat_int8.onnx")
+    onnx.save(qdq_conv(), qat)
+    before = os.path.getsize(qat)
+    changed = R.refresh_release_onnx(rel, log=lambda *_: None)
+    after = os.path.getsize(qat)
+    assert changed["qat_int8.onnx"] == (before, after) and after < before and "ptq_int8.onnx" in changed
+    metrics = json.load(open(os.path.join(rel, "metrics.json")))
+    assert metrics["models"]["qat_int8.onnx"]["bytes"] == after
+    card = open(os.path.join(rel, "MODEL_CARD.md")).read()
+    assert card == R.model_card(metrics, RunConfig.load(os.path.join(rel, "config.json")))
+    meta = json.load(open(os.path.join(rel, "meta.json")))
+    assert set(meta["files"]) == set(os.listdir(rel)) - {"meta.json"}
+    for f, rec in meta["files"].items():
+        assert rec == {"md5": file_md5(os.path.join(rel, f)), "bytes": os.path.getsize(os.path.join(rel, f))}
+
+    def snapshot():
+        return {f: open(os.path.join(rel, f), "rb").read() for f in os.listdir(rel)}
+
+    kept = snapshot()
+    monkeypatch.setattr(R, "_same_outputs", lambda a, b: False)
+    with pytest.raises(R.ReleaseError, match="outputs differ"):
+        R.refresh_release_onnx(rel, log=lambda *_: None)
+    monkeypatch.undo()
+    assert snapshot() == kept
+    with open(os.path.join(rel, "MODEL_CARD.md"), "a") as f:
+        f.write("\na hand-written weakness\n")
+    kept = snapshot()
+    with pytest.raises(R.ReleaseError, match="not what its metrics.json renders"):
+        R.refresh_release_onnx(rel, log=lambda *_: None)
+    assert snapshot() == kept and os.listdir(models) == ["tiny"]

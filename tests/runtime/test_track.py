@@ -407,17 +407,20 @@ def test_fallback_detections_confirm_but_do_not_move_or_displace_tracks():
     assert fresh.box == (12.0, 12.0, 62.0, 62.0) and fresh.source == "detect"
 
 
+class SeesFaces(Boxes):
+    """Fixed frontal boxes, and confirm() sees a face in every track's box."""
+
+    def confirm(self, frame, box, roll=0.0):
+        return True
+
+
 def test_a_frontal_detection_near_a_confirmed_track_re_anchors_it():
     """A track confirm() sees whose box slid and grew off its face (IoU < match_iou with the frontal
     box of that face, within size_anchor of it) takes the frontal box instead of blocking it."""
 
-    class Det(Boxes):
-        def confirm(self, frame, box, roll=0.0):
-            return True
-
     frame = np.zeros((480, 640, 3), np.uint8)
     cfg = TrackConfig(detect_every=5, background_detect=False)
-    tr = FaceTracker(Det([(100.0, 100.0, 200.0, 200.0)]), cfg)
+    tr = FaceTracker(SeesFaces([(100.0, 100.0, 200.0, 200.0)]), cfg)
     (t,) = tr.plan(frame, 0)
     t.box, t.source, t.landmarks = (140.0, 140.0, 270.0, 270.0), "track", _face(205, 205, 130)
     assert iou(t.box, (100.0, 100.0, 200.0, 200.0)) < 0.3
@@ -430,21 +433,17 @@ def test_a_detection_on_the_edge_of_a_confirmed_track_does_not_move_it():
     other box: a hit beside the face) leaves the track where its landmarks put it; one around a track
     that shrank onto part of the face re-anchors it."""
 
-    class Det(Boxes):
-        def confirm(self, frame, box, roll=0.0):
-            return True
-
     frame = np.zeros((480, 640, 3), np.uint8)
     cfg = TrackConfig(detect_every=5, background_detect=False)
-    tr = FaceTracker(Det([(259.0, 164.0, 440.0, 352.0)]), cfg)
+    tr = FaceTracker(SeesFaces([(259.0, 164.0, 440.0, 352.0)]), cfg)
     (t,) = tr.plan(frame, 0)
     t.source, t.landmarks = "track", _face(350, 258, 181)
-    tr.detector = Det([(424.0, 203.0, 518.0, 296.0)])  # the stop-27 case: 0 < IoU < match_iou
+    tr.detector = SeesFaces([(424.0, 203.0, 518.0, 296.0)])  # the stop-27 case: 0 < IoU < match_iou
     assert 0 < iou(t.box, tr.detector.boxes[0]) < 0.3
     assert tr.plan(frame, 5) == [t] and t.box == (259.0, 164.0, 440.0, 352.0) and t.source == "track"
     # a track shrunk onto part of its face (the mouth) is re-anchored by the face's box around it
     t.box, t.landmarks = (300.0, 280.0, 380.0, 340.0), _face(340, 310, 80)
-    tr.detector = Det([(259.0, 164.0, 440.0, 352.0)])
+    tr.detector = SeesFaces([(259.0, 164.0, 440.0, 352.0)])
     assert iou(t.box, tr.detector.boxes[0]) < 0.3
     assert tr.plan(frame, 10) == [t] and t.box == (259.0, 164.0, 440.0, 352.0) and t.source == "detect"
 
@@ -455,16 +454,12 @@ def test_a_small_detection_inside_a_healthy_track_confirms_it_without_moving_it(
     off-centre would be the matched path) confirm the track and leave its box and size anchor; the
     rule leaves lost tracks and tracks fresh from the detector alone."""
 
-    class Det(Boxes):
-        def confirm(self, frame, box, roll=0.0):
-            return True
-
     frame = np.zeros((480, 640, 3), np.uint8)
     cfg = TrackConfig(detect_every=5, background_detect=False, max_faces=2)
-    tr = FaceTracker(Det([(100.0, 100.0, 300.0, 300.0)]), cfg)
+    tr = FaceTracker(SeesFaces([(100.0, 100.0, 300.0, 300.0)]), cfg)
     (t,) = tr.plan(frame, 0)
     t.source, t.landmarks, t.unconfirmed = "track", _face(200, 200, 200), 2
-    tr.detector = Det([det_box])
+    tr.detector = SeesFaces([det_box])
     assert tr.partial_hit(t, Detection(det_box, 1.0))
     assert tr.plan(frame, 5) == [t]  # confirmed, and no second track on the same face
     assert t.box == (100.0, 100.0, 300.0, 300.0) and t.ref_size == 200.0 and t.unconfirmed == 0
@@ -474,7 +469,7 @@ def test_a_small_detection_inside_a_healthy_track_confirms_it_without_moving_it(
     assert not tr.partial_hit(t, Detection(det_box, 1.0))
     t.source = "track"
     assert not tr.partial_hit(t, Detection((20.0, 20.0, 60.0, 60.0), 1.0))  # not inside the face
-    assert not FaceTracker(Det([]), TrackConfig(size_anchor=0)).partial_hit(t, Detection(det_box, 1.0))
+    assert not FaceTracker(SeesFaces([]), TrackConfig(size_anchor=0)).partial_hit(t, Detection(det_box, 1.0))
 
 
 def test_background_runs_confirm_on_the_worker_and_merge_the_result():

@@ -46,6 +46,7 @@ def drop_bias_zero_points(proto):
 
     g = proto.graph
     consts = {t.name: t for t in g.initializer}
+    graph_outputs = {o.name for o in g.output}
     uses: Dict[str, int] = {}
     for n in g.node:
         for x in n.input:
@@ -60,9 +61,8 @@ def drop_bias_zero_points(proto):
             continue
         del n.input[2]
         uses[zp.name] -= 1
-        if not uses[zp.name] and zp.name not in {o.name for o in g.output}:
+        if not uses[zp.name] and zp.name not in graph_outputs:
             g.initializer.remove(zp)
-            del consts[zp.name]
     return proto
 
 

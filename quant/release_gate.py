@@ -139,12 +139,12 @@ def recrop_scores(model: str, records: Sequence[Any], seed: int = 0,
     try:
         study = S.recrop_study(be, records, ITERATIONS, (PROBE_JITTER,), PROBE_DRAWS, seed, mode="exact",
                                progress=progress)
-        rows = S.summarize_study(study)["rows"]
         hidden = S.recrop_study(be, records, ITERATIONS, (), 1, seed, progress=progress,
                                 frame_of=S.occluded_frames(records, OCCLUDE, seed))
     finally:
         be.close()
-    return {"recrop": float(rows[0]["nme"][-1]), "jittered": float(rows[1]["nme"][-1]),
+    plain = S.summarize_study(study)
+    return {"recrop": float(plain["recrop_nme"]), "jittered": float(plain["rows"][1]["nme"][-1]),
             "occluded": float(S.summarize_study(hidden)["recrop_nme"])}
 
 

@@ -76,12 +76,18 @@ class AugmentConfig:
     # [jpeg_quality_min, 90], at the low resolution when the crop is also downscaled
     jpeg_prob: float = 0.0
     jpeg_quality_min: int = 20
+    # Added for the live tracker's re-detections (stop 28): Haar fires on the frontal-looking half of a
+    # turned face, a box ~0.5x the face, and a model trained only on whole-face boxes stays on that part.
+    # Share of crops cut from a box smaller than the face by a factor drawn from [zoom_min, 1], so the
+    # model learns to reach past the crop's edge to the whole face and the next re-crop grows back
+    zoom_prob: float = 0.0
+    zoom_min: float = 0.6
 
 
 #: AugmentConfig fields that are shares or fractions, so lie in [0, 1] (the others are magnitudes >= 0;
 #: cache_margin >= 1): what `flm train --augment-set` checks
 AUGMENT_UNIT_FIELDS = ("blur_prob", "occlusion_prob", "lowres_prob", "shade_prob", "turn_prob", "jpeg_prob",
-                       "occlusion_texture", "occlusion_max", "lowres_min")
+                       "occlusion_texture", "occlusion_max", "lowres_min", "zoom_prob", "zoom_min")
 
 
 # Named augmentation strengths (`flm train --augment NAME`). "full" is the paper's recipe for

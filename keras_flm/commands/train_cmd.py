@@ -156,6 +156,8 @@ def parse_augment_set(items, augment) -> dict:
             high, says = 1.0, "in [0, 1]"
         elif key == "cache_margin":
             low, says = 1.0, ">= 1"
+        if key == "zoom_min":  # a factor the window is scaled by: 0 would be no window at all
+            low, says = 1e-3, "in (0, 1]"
         if not low <= out[key] <= high:
             raise click.BadParameter("%r: %s must be %s" % (item, key, says), param_hint="--augment-set")
     return out

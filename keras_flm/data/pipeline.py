@@ -75,6 +75,10 @@ def augment_geometry(images, landmarks, euler_deg, aug: AugmentConfig, spec: Cro
         angles_deg = _uniform(tf, [b], aug.rotation_deg if training else 0.0)
     if scales is None:
         scales = 1.0 + _uniform(tf, [b], aug.scale_jitter if training else 0.0)
+        if training and aug.zoom_prob > 0 and aug.zoom_min < 1:
+            # a smaller sampling window = a box smaller than the face (AugmentConfig.zoom_prob)
+            zoom = tf.random.uniform([b], aug.zoom_min, 1.0)
+            scales = scales * tf.where(tf.random.uniform([b]) < aug.zoom_prob, zoom, 1.0)
     if shifts is None:
         shifts = _uniform(tf, [b, 2], aug.shift_jitter if training else 0.0)
     if flip_mask is None:

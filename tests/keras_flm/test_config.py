@@ -91,6 +91,7 @@ def test_augment_set_types_each_field_like_the_config():
                                           ("rotation_deg=-5", "rotation_deg must be >= 0"),
                                           ("occlusion_texture=1.5", r"occlusion_texture must be in \[0, 1\]"),
                                           ("cache_margin=0.8", "cache_margin must be >= 1"),
+                                          ("zoom_min=0", r"zoom_min must be in \(0, 1\]"),
                                           ("blur_sigma=nan", "blur_sigma must be >= 0"),
                                           ("flip=maybe", "flip must be a bool")])
 def test_augment_set_names_the_bad_item_and_writes_nothing(tmp_path, item, message):

@@ -350,3 +350,31 @@ def test_oversample_by_label_yaw(faces):
     for bad in ("yaw>=abc", "yaw>=95"):
         with pytest.raises(ValueError, match="yaw"):
             oversample_counts(cache, {bad: 2})
+
+
+def test_zoom_cuts_a_window_smaller_than_the_face_and_landmarks_follow():
+    """zoom_prob=1: every crop comes from a window zoom_min..1 of the face box, so two features move
+    apart by 1..1/zoom_min (some past the crop edge, as a tracker's half-face box leaves them), and a
+    feature inside the crop stays under its landmark."""
+    from dataclasses import replace
+
+    cache = _dot_cache({60: (100, 110), 72: (124, 110)})
+    n = 16
+    still = replace(augment_preset("none"), zoom_prob=1.0, zoom_min=0.5)
+    images = tf.constant(np.repeat(np.asarray(cache.images), n, axis=0))
+    x, pts, _ = augment_geometry(images, tf.constant(np.repeat(cache.landmarks, n, axis=0)),
+                                 tf.constant(np.repeat(cache.euler, n, axis=0)), still, SPEC, training=True)
+    x, pts = x.numpy(), pts.numpy()
+    base = (124 - 100) / 112.0  # the two dots' distance without zoom (cached crop pixels = crop pixels)
+    grow = (pts[:, 72, 0] - pts[:, 60, 0]) / base
+    assert np.all(grow >= 1.0 - 1e-4) and np.all(grow <= 2.0 + 1e-4)
+    assert grow.max() - grow.min() > 0.3  # drawn, not fixed
+    for i in range(n):
+        if np.all((pts[i, 60] > 0.1) & (pts[i, 60] < 0.9)):
+            blob = x[i].copy()
+            blob[:, int(pts[i, 60, 0] * 112) + 6:] = 0  # keep the left dot only
+            assert np.abs(_brightest(blob) - pts[i, 60] * 112).max() <= 1.5
+    off = replace(still, zoom_prob=0.0)
+    _, p0, _ = augment_geometry(images, tf.constant(np.repeat(cache.landmarks, n, axis=0)),
+                                tf.constant(np.repeat(cache.euler, n, axis=0)), off, SPEC, training=True)
+    assert np.allclose((p0.numpy()[:, 72, 0] - p0.numpy()[:, 60, 0]) / base, 1.0, atol=1e-4)

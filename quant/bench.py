@@ -78,10 +78,33 @@ class Artifact:
     engine: str  # runtime backend name, "onnx-foreign" for foreign models
     foreign: Optional[ForeignSpec] = None
     notes: List[str] = field(default_factory=list)
+    mirror: bool = False  # averaged with the mirrored crop (runtime.backends.mirror)
 
     @property
     def label(self) -> str:
         return self.name if self.foreign is not None else "%s · %s" % (self.method, self.fmt)
+
+
+#: suffix of a mirror-averaged row's name (and its metrics.json key)
+MIRROR_SUFFIX = "_mirror"
+
+
+def mirrored_artifacts(run_dir: str, wanted: Sequence[str]) -> List[Artifact]:
+    """Rows of the run's artifacts named in `wanted` (metrics name or file name), each run with mirror
+    averaging: a second inference per face on the mirrored crop, so the table shows what it buys in
+    NME and costs in latency beside the plain row."""
+    if not wanted:
+        return []
+    arts, _ = discover(run_dir)
+    out = []
+    for w in dict.fromkeys(wanted):
+        hit = [a for a in arts if w in (a.name, os.path.basename(a.path))]
+        if not hit:
+            raise BenchError("--mirror %s: not in %s (present: %s)"
+                             % (w, run_dir, ", ".join(os.path.basename(a.path) for a in arts) or "none"))
+        a = hit[0]
+        out.append(Artifact(a.name + MIRROR_SUFFIX, a.path, a.method + " + mirror", a.fmt, a.engine, mirror=True))
+    return out
 
 
 # ---------------------------------------------------------------------------- what to time
@@ -180,7 +203,7 @@ def load(a: Artifact, spec: CropSpec, threads: int) -> Any:
 
     if a.foreign is not None:
         return ForeignOnnxBackend(a.path, a.foreign, spec, threads=threads)
-    return load_backend(a.path, backend=a.engine, spec=spec, threads=threads)
+    return load_backend(a.path, backend=a.engine, spec=spec, threads=threads, mirror=a.mirror)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -433,6 +456,8 @@ def evaluate_artifact(run_dir: str, a: Artifact, backend: Any, data_root: Option
             "model_sha256": sha256(a.path), "foreign_spec": a.foreign.compact() if a.foreign else None,
             "data": os.path.abspath(root), "limit": limit if limit and limit < total else None,
             "faces_in_split": total}
+    if a.mirror:
+        meta["mirror"] = True  # averaged with the mirrored crop: not the file's own one-shot number
     if getattr(getattr(backend, "foreign", None), "channels", None) == 3:
         meta["note"] = "foreign model fed gray crops replicated into 3 channels"
     kev.record_evaluation(run_dir, a.name, result, meta)
@@ -583,6 +608,7 @@ def plot(result: Dict[str, Any], path: str) -> Optional[str]:
 # ---------------------------------------------------------------------------- the whole thing
 def run_benchmark(run_dir: str, cfg: Optional[BenchConfig] = None, video: Optional[str] = None,
                   foreign: Sequence[Artifact] = (), only: Sequence[str] = (), data_root: Optional[str] = None,
+                  mirror: Sequence[str] = (),
                   eval_foreign: bool = True, eval_missing: bool = False, write: bool = True,
                   log: Log = print) -> Dict[str, Any]:
     """Benchmark every artifact of `run_dir` (+ foreign models); write bench.json, bench.png and the
@@ -591,7 +617,7 @@ def run_benchmark(run_dir: str, cfg: Optional[BenchConfig] = None, video: Option
     run_cfg = R.load_config(run_dir)
     spec = run_cfg.crop
     arts, notes = discover(run_dir, only)
-    arts += list(foreign)
+    arts += mirrored_artifacts(run_dir, mirror) + list(foreign)
     if not arts:
         raise BenchError("nothing to benchmark in %s: no fp32.h5 / *.tflite / *.onnx%s (train, quantize and "
                          "export the run first, or pass --foreign MODEL.onnx)"
@@ -631,7 +657,7 @@ def run_benchmark(run_dir: str, cfg: Optional[BenchConfig] = None, video: Option
             acc = accuracy(run_dir, a, metrics)
             if be is None or (acc["nme"] is not None and not acc["stale"]):
                 continue
-            if (eval_foreign if a.foreign is not None else eval_missing):
+            if (eval_foreign if a.foreign is not None else eval_missing or a.mirror):
                 note = evaluate_artifact(run_dir, a, be, data_root, run_cfg,
                                          cfg.eval_limit if a.foreign is not None else None, log)
                 if note:

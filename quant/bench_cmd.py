@@ -37,6 +37,9 @@ def _echo(msg: str) -> None:
               help="End-to-end pipeline frames per repeat (the video loops); 0 skips the pipeline.")
 @click.option("--only", multiple=True, metavar="ARTIFACT",
               help="Time only these run artifacts (file name or metrics name; repeatable).")
+@click.option("--mirror", multiple=True, metavar="ARTIFACT",
+              help="Also time and score this run artifact with mirror averaging (a second inference per "
+                   "face on the mirrored crop, as `flm-dpu run --mirror`): row NAME_mirror (repeatable).")
 @click.option("--foreign", "foreign_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A foreign ONNX landmark model (e.g. a PFLD-pytorch export) to put beside flm's rows "
                    "(repeatable).")
@@ -55,7 +58,8 @@ def _echo(msg: str) -> None:
               help="Evaluate foreign models on the first N test faces only (a quick look; marked in "
                    "the report).")
 def bench(run_dir: str, video: Optional[str], iters: int, warmup: int, repeats: int, threads: int,
-          pipeline_threads: int, frames: int, only: Tuple[str, ...], foreign_paths: Tuple[str, ...],
+          pipeline_threads: int, frames: int, only: Tuple[str, ...], mirror: Tuple[str, ...],
+          foreign_paths: Tuple[str, ...],
           foreign_specs: Tuple[str, ...],
           foreign_names: Tuple[str, ...], data_root: Optional[str], eval_foreign: bool, eval_missing: bool,
           eval_limit: Optional[int]) -> None:
@@ -72,8 +76,10 @@ def bench(run_dir: str, video: Optional[str], iters: int, warmup: int, repeats: 
                       pipeline_threads=pipeline_threads, frames=frames, eval_limit=eval_limit)
     try:
         arts, _ = B.discover(run_dir, only)
-        foreign = B.foreign_artifacts(foreign_paths, foreign_specs, foreign_names, [a.name for a in arts])
-        result = B.run_benchmark(run_dir, cfg, video=video, foreign=foreign, only=only, data_root=data_root,
+        taken = [a.name for a in arts] + [a.name + B.MIRROR_SUFFIX for a in arts]
+        foreign = B.foreign_artifacts(foreign_paths, foreign_specs, foreign_names, taken)
+        result = B.run_benchmark(run_dir, cfg, video=video, foreign=foreign, only=only, mirror=mirror,
+                                 data_root=data_root,
                                  eval_foreign=eval_foreign, eval_missing=eval_missing, log=_echo)
     except B.BenchError as e:
         raise click.ClickException(str(e)) from None

@@ -55,7 +55,9 @@ def _default_model(foreign_spec: Optional[str] = None) -> str:
 
 
 def _load(model: Optional[str], backend: Optional[str], threads: Optional[int],
-          foreign_spec: Optional[str] = None) -> Backend:
+          foreign_spec: Optional[str] = None, mirror: bool = False) -> Backend:
+    from runtime.backends.mirror import with_mirror
+
     if not model:
         model = _default_model(foreign_spec)
     try:
@@ -63,14 +65,20 @@ def _load(model: Optional[str], backend: Optional[str], threads: Optional[int],
             if backend not in (None, "onnx"):
                 raise click.UsageError("--foreign-spec takes an ONNX model (--backend onnx), not %s"
                                        % backend)
-            return load_foreign(model, spec_from_options(foreign_spec), threads=threads)
-        return load_backend(model, backend=backend, threads=threads)
+            return with_mirror(load_foreign(model, spec_from_options(foreign_spec), threads=threads), mirror)
+        return load_backend(model, backend=backend, threads=threads, mirror=mirror)
     except BackendError as e:
         raise click.ClickException(str(e)) from e
 
 
 def _model_option(f: Any) -> Any:
     return click.option("--model", "model", envvar="FLM_DPU_MODEL", type=click.Path(), help=MODEL_HELP)(f)
+
+
+def _mirror_option(f: Any) -> Any:
+    return click.option("--mirror", is_flag=True,
+                        help="average each face's landmarks with those of its mirrored crop (two inferences "
+                             "per face: more accurate, half the model throughput; runtime.backends.mirror)")(f)
 
 
 def _backend_options(f: Any) -> Any:
@@ -117,6 +125,7 @@ def _pipeline_config(max_faces: int, detect_every: int, no_smooth: bool, no_dms:
 @click.option("--video", type=click.Path(), default=None, help="video file")
 @click.option("--images", type=click.Path(), default=None, help="folder of images (processed in name order)")
 @_backend_options
+@_mirror_option
 @click.option("--no-display", is_flag=True, help="do not open a window (headless boards, batch runs)")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="write the annotated video (.mp4)")
@@ -135,7 +144,7 @@ def _pipeline_config(max_faces: int, detect_every: int, no_smooth: bool, no_dms:
 @click.option("--quiet", is_flag=True, help="no per-event messages, only the summary")
 @foreign_spec_options
 def run(camera: Optional[int], video: Optional[str], images: Optional[str], model: Optional[str],
-        backend: Optional[str], threads: int, no_display: bool, output: Optional[str], jsonl: Optional[str],
+        backend: Optional[str], threads: int, mirror: bool, no_display: bool, output: Optional[str], jsonl: Optional[str],
         max_faces: int, detect_every: int, no_smooth: bool, no_dms: bool, detector: str,
         yunet_model: Optional[str], detect_size: int, frames: Optional[int], quiet: bool,
         foreign_spec: Optional[str]) -> None:
@@ -155,7 +164,7 @@ def run(camera: Optional[int], video: Optional[str], images: Optional[str], mode
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             folder = os.path.dirname(os.path.abspath(path))
             raise click.UsageError("output folder does not exist: %s" % folder)
-    be = _load(model, backend, threads, foreign_spec)
+    be = _load(model, backend, threads, foreign_spec, mirror)
     det = _detector(detector, yunet_model, detect_size)
     try:
         source = open_source(camera, video, images)
@@ -296,6 +305,7 @@ def bench_video(be: Backend, video: str, frames: Optional[int] = None, loop: boo
 
 @cli.command()
 @_backend_options
+@_mirror_option
 @foreign_spec_options
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="also measure end-to-end FPS on this video (no display, no writers)")
@@ -308,13 +318,13 @@ def bench_video(be: Backend, video: str, frames: Optional[int] = None, loop: boo
               "(the video loops if it is shorter)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="write results as JSON")
-def bench(model: Optional[str], backend: Optional[str], threads: int, foreign_spec: Optional[str],
+def bench(model: Optional[str], backend: Optional[str], threads: int, mirror: bool, foreign_spec: Optional[str],
           video: Optional[str], iters: int, batches: List[int], workers: int, frames: Optional[int],
           json_out: Optional[str]) -> None:
     """Backend-only latency/throughput and (with --video) end-to-end FPS."""
     from runtime.stats import format_table
 
-    be = _load(model, backend, threads, foreign_spec)
+    be = _load(model, backend, threads, foreign_spec, mirror)
     fixed = be.batch_size
     sizes = [fixed] if fixed else list(dict.fromkeys(batches))
     rows, results = [], {"model": be.info(), "backend_only": []}  # type: List[List[str]], Dict[str, Any]
@@ -350,6 +360,7 @@ def _write_json(path: str, obj: Any) -> None:
 # --------------------------------------------------------------------------- eval
 @cli.command("eval")
 @_backend_options
+@_mirror_option
 @foreign_spec_options
 @click.option("--data", type=click.Path(), required=True,
               help="WFLW-layout root (WFLW_annotations/, WFLW_images/)")
@@ -370,7 +381,8 @@ def _write_json(path: str, obj: Any) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="with --recrop: jitter seed")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="write the metrics as JSON")
-def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign_spec: Optional[str],
+def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, mirror: bool,
+             foreign_spec: Optional[str],
              data: str, split: str, batch_size: int, box: str, limit: Optional[int], recrop: int,
              jitter: str, jitter_mode: str, draws: int, seed: int, json_out: Optional[str]) -> None:
     """NME / failure rate / AUC on a WFLW-layout dataset, through the same crop and backend as `run`."""
@@ -390,7 +402,7 @@ def eval_cmd(model: Optional[str], backend: Optional[str], threads: int, foreign
         jitters = stability.parse_jitters(jitter)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--jitter") from None
-    be = _load(model, backend, threads, foreign_spec)
+    be = _load(model, backend, threads, foreign_spec, mirror)
     study = None
     try:
         from tqdm import tqdm

@@ -144,15 +144,17 @@ def parse_jitters(text: Optional[str]) -> List[float]:
 
 
 def load_model(model: str, foreign_spec: Optional[str] = None, backend: Optional[str] = None,
-               threads: Optional[int] = None) -> Any:
+               threads: Optional[int] = None, mirror: bool = False) -> Any:
     """A backend for an flm model (bundle, .onnx, .tflite, .h5, .xmodel) or, with `foreign_spec`, a
-    foreign ONNX landmark model (`runtime.backends.foreign`)."""
+    foreign ONNX landmark model (`runtime.backends.foreign`); `mirror`: averaged with the mirrored
+    crop (`runtime.backends.mirror`)."""
     from runtime.backends import load_backend
     from runtime.backends.foreign import load_foreign
+    from runtime.backends.mirror import with_mirror
 
     if foreign_spec is not None:
-        return load_foreign(model, foreign_spec, threads=threads)
-    return load_backend(model, backend=backend, threads=threads)
+        return with_mirror(load_foreign(model, foreign_spec, threads=threads), mirror)
+    return load_backend(model, backend=backend, threads=threads, mirror=mirror)
 
 
 # --------------------------------------------------------------------------- occlusion probe

@@ -108,6 +108,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--foreign-spec", default=None, help="spec of a foreign ONNX model (flm-dpu eval --help)")
     ap.add_argument("--backend", default=None, help="engine for an flm model (default: from the suffix)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mirror", action="store_true",
+                    help="average each face with its mirrored crop (flm-dpu run --mirror)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
     ap.add_argument("--split", choices=["test", "train", "val"], default="test",
                     help="val: the validation faces of --run (rebuilt from its config.json)")
@@ -154,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad:
         ap.error("--show: no face %s among the %d scored" % (", ".join(map(str, bad)), len(records)))
     frame_of = S.occluded_frames(records, a.occlude, a.seed) if a.occlude else None
-    be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads)
+    be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads, mirror=a.mirror)
     t0 = time.perf_counter()
     try:
         study = S.recrop_study(be, records, a.recrop, jitters, a.draws, a.seed, a.jitter_mode,

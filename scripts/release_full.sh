@@ -35,7 +35,8 @@ INT8=$RUN/$("$BIN/python" -c "import sys; from quant.release import run_default_
   "$RUN")
 echo "host default INT8 model: $INT8"
 step "$BIN/flm" bench --run "$RUN" --foreign "$PFLD" --foreign-spec "$SPEC" --foreign-name PFLD_GhostOne \
-  --only ptq_int8 --only ptq_int8_onnx --only qat_int8 --only qat_int8_onnx --only fp32_tflite --iters 200 --repeats 3
+  --only ptq_int8 --only ptq_int8_onnx --only qat_int8 --only qat_int8_onnx --only fp32_tflite \
+  --mirror "$(basename "$INT8")" --iters 200 --repeats 3
 step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$INT8" --data "$DATA" \
   --json "$RUN/tracking.json" --plot "$RUN/tracking.png"
 step "$BIN/python" "$HERE/scripts/eval_tracking.py" --model "$PFLD" --foreign-spec "$SPEC" --data "$DATA" \
@@ -46,6 +47,11 @@ step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/face
   --model "$INT8"
 step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video.jsonl" \
   --model "$INT8" --json "$RUN/faces_video_score.json"
+# the same with mirror averaging (flm-dpu run --mirror: two inferences per face)
+step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video_mirror.jsonl" \
+  --model "$INT8" --mirror
+step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video_mirror.jsonl" \
+  --model "$INT8" --mirror --json "$RUN/faces_video_mirror_score.json"
 step "$BIN/flm-dpu" run --video "$VIDEO" --no-display --quiet --jsonl "$RUN/faces_video_pfld.jsonl" \
   --model "$PFLD" --foreign-spec "$SPEC"
 step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$VIDEO" --jsonl "$RUN/faces_video_pfld.jsonl" \
@@ -58,6 +64,10 @@ if [ -n "${TURNED_VAL:-}" ]; then
   step "$BIN/flm-dpu" run --video "$TVIDEO" --no-display --quiet --jsonl "$RUN/turned_val_video.jsonl" --model "$INT8"
   step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$TVIDEO" --jsonl "$RUN/turned_val_video.jsonl" \
     --json "$RUN/turned_val_video_score.json"
+  step "$BIN/flm-dpu" run --video "$TVIDEO" --no-display --quiet --jsonl "$RUN/turned_val_video_mirror.jsonl" \
+    --model "$INT8" --mirror
+  step "$BIN/python" "$HERE/scripts/score_face_video.py" --video "$TVIDEO" \
+    --jsonl "$RUN/turned_val_video_mirror.jsonl" --json "$RUN/turned_val_video_mirror_score.json"
 fi
 if [ "${FORCE_RELEASE:-0}" = 1 ]; then
   echo; echo "== FORCE_RELEASE=1: the release gate is skipped"

@@ -37,6 +37,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--foreign-spec", default=None, help="spec of a foreign ONNX --model")
     ap.add_argument("--backend", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mirror", action="store_true",
+                    help="average each face with its mirrored crop (flm-dpu run --mirror)")
     ap.add_argument("--settle", type=int, default=10, help="frames after a face switch reported apart")
     ap.add_argument("--json", dest="json_out", default=None, help="write the scores as JSON")
     a = ap.parse_args(argv)
@@ -49,7 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     truth = S.read_truth(a.truth or a.video + ".json")
     reference = None
     if a.model:
-        be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads)
+        be = S.load_model(a.model, a.foreign_spec, a.backend, a.threads, mirror=a.mirror)
         try:
             reference = S.reference_predictions(be, a.video, truth["landmarks"], truth["scored"])
         finally:

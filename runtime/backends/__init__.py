@@ -61,10 +61,13 @@ def resolve_model(path: str, backend: Optional[str] = None, spec: Optional[CropS
 
 
 def load_backend(path: str, backend: Optional[str] = None, spec: Optional[CropSpec] = None,
-                 threads: Optional[int] = None) -> Backend:
-    """Load a model file (or the right file of a bundle dir) once and return a ready Backend."""
+                 threads: Optional[int] = None, mirror: bool = False) -> Backend:
+    """Load a model file (or the right file of a bundle dir) once and return a ready Backend
+    (with `mirror`, one that averages each face with its mirrored crop: runtime.backends.mirror)."""
+    from runtime.backends.mirror import with_mirror
+
     model, name, crop = resolve_model(path, backend, spec)
-    return _factories()[name](model, crop, threads=threads)
+    return with_mirror(_factories()[name](model, crop, threads=threads), mirror)
 
 
 __all__ = ["Backend", "BackendError", "BACKENDS", "backend_for_path", "load_backend", "resolve_model"]

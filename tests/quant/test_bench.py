@@ -139,3 +139,24 @@ def test_bad_run_and_only_fail_clearly(tiny_run, tmp_path):
     assert res.exit_code != 0 and "run directory not found" in res.output
     res = CliRunner().invoke(bench, ["--run", tiny_run["run"], "--only", "qat_int8.tflite", "--frames", "0"])
     assert res.exit_code != 0 and "qat_int8.tflite" in res.output and "fp32.onnx" in res.output
+
+
+def test_mirror_row_is_timed_and_scored_beside_the_plain_one(tiny_run):
+    run = tiny_run["run"]
+    res = CliRunner().invoke(bench, ["--run", run, "--iters", "3", "--warmup", "1", "--repeats", "1",
+                                     "--frames", "0", "--threads", "1", "--only", "fp32.onnx",
+                                     "--mirror", "fp32.onnx", "--eval-missing"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    with open(os.path.join(run, B.JSON_FILE), encoding="utf-8") as f:
+        rows = {r["name"]: r for r in json.load(f)["rows"]}
+    assert set(rows) == {"fp32_onnx", "fp32_onnx_mirror"}
+    mirror = rows["fp32_onnx_mirror"]
+    assert mirror["method"].endswith("+ mirror") and mirror["backend_info"]["mirror_average"] is True
+    assert mirror["path"] == rows["fp32_onnx"]["path"]
+    with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    assert metrics["fp32_onnx_mirror"]["mirror"] is True and metrics["fp32_onnx_mirror"]["count"] == 5
+    # its own score: the mean of two readings, not the plain file's number copied
+    assert metrics["fp32_onnx_mirror"]["nme"] != metrics["fp32_onnx"]["nme"]
+    res = CliRunner().invoke(bench, ["--run", run, "--frames", "0", "--mirror", "qat_int8.onnx"])
+    assert res.exit_code != 0 and "--mirror qat_int8.onnx: not in" in res.output and "fp32.onnx" in res.output

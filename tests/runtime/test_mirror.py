@@ -1,0 +1,101 @@
+"""Mirror averaging (runtime.backends.mirror): the mirrored crop's reading is mapped back exactly
+(pixel j <-> size - 1 - j, left/right points swapped), a mirror-symmetric bias cancels, and the
+wrapper works through real engines and the CLI."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from runtime.backends import load_backend
+from runtime.backends.base import Backend
+from runtime.backends.mirror import MirrorAveraged, with_mirror
+from runtime.cli import cli
+from runtime.landmarks import MIRROR, NUM_POINTS
+from runtime.preprocess import DEFAULT_SPEC
+
+SIZE = DEFAULT_SPEC.size
+
+
+class DotFinder(Backend):
+    """Point 60 (an eye corner) at the brightest pixel of the left half, its mirror partner at the
+    brightest of the right half, the rest at a left/right symmetric template, in crop-normalised x = pixel / size: a model that is
+    exactly mirror-equivariant, plus an optional constant x bias (which is not)."""
+
+    name = "dots"
+
+    def __init__(self, bias: float = 0.0) -> None:
+        super().__init__("dots", DEFAULT_SPEC)
+        self.bias = bias
+        self.calls = []
+
+    def _run(self, x):
+        self.calls.append(x.copy())
+        t = np.linspace(0.2, 0.8, NUM_POINTS)
+        template = np.stack([t, t[::-1]], axis=1)
+        template = (template + template[list(MIRROR)] * [-1, 1] + [(SIZE - 1.0) / SIZE, 0]) / [2, 1]
+        out = np.repeat(template[None], len(x), axis=0)
+        out[:, :, 1] = 0.5
+        half = SIZE // 2
+        for i, c in enumerate(x):
+            for k, lo in ((60, 0), (MIRROR[60], half)):
+                v, u = np.unravel_index(np.argmax(c[:, lo:lo + half]), (SIZE, half))
+                out[i, k] = ((u + lo) / SIZE, v / SIZE)
+        out[..., 0] += self.bias
+        return out.reshape(len(x), -1)
+
+
+@pytest.fixture
+def crops():
+    rng = np.random.default_rng(0)
+    x = rng.integers(40, 200, (3, SIZE, SIZE), dtype=np.uint8)
+    for i, (u, v, a, b) in enumerate([(20, 30, 90, 31), (40, 50, 70, 90), (0, 0, 111, 111)]):
+        x[i, v, u] = 255
+        x[i, b, a] = 250
+    return x
+
+
+def test_an_equivariant_model_reads_the_same_with_and_without_mirror(crops):
+    plain = DotFinder().infer(crops)
+    inner = DotFinder()
+    both = MirrorAveraged(inner).infer(crops)
+    assert both.shape == (3, NUM_POINTS, 2) and both.dtype == np.float32
+    assert np.abs(both - plain).max() < 1e-6  # 1 - x instead of (size - 1) / size - x would be 1/112 off
+    assert len(inner.calls) == 1 and len(inner.calls[0]) == 6  # one call: the crops, then their mirrors
+    assert np.array_equal(inner.calls[0][3:], crops[:, :, ::-1])
+
+
+def test_a_constant_sideways_bias_cancels(crops):
+    plain = DotFinder().infer(crops)
+    assert np.abs(DotFinder(bias=0.03).infer(crops) - plain).max() > 0.02
+    assert np.abs(MirrorAveraged(DotFinder(bias=0.03)).infer(crops) - plain).max() < 1e-6
+
+
+def test_more_faces_than_the_buffer_and_crops_left_untouched(crops):
+    many = np.concatenate([crops] * 7)  # 21 faces > the 16 preallocated
+    before = many.copy()
+    m = MirrorAveraged(DotFinder(), max_faces=2)
+    out = m.infer(many)
+    assert np.abs(out - DotFinder().infer(many)).max() < 1e-6 and np.array_equal(many, before)
+    assert with_mirror(m.inner, False) is m.inner and m.info()["mirror_average"] is True
+
+
+def test_real_engines_with_mirror(tiny_models, crops):
+    for kind in ("onnx", "tflite"):
+        plain = load_backend(tiny_models[kind], threads=1)
+        mirrored = load_backend(tiny_models[kind], threads=1, mirror=True)
+        a, b = plain.infer(crops), mirrored.infer(crops)
+        flipped = plain.infer(np.ascontiguousarray(crops[:, :, ::-1]))[:, list(MIRROR)]
+        flipped[..., 0] = (SIZE - 1.0) / SIZE - flipped[..., 0]
+        assert np.allclose(b, (a + flipped) / 2, atol=1e-5), kind
+        assert mirrored.spec == plain.spec and mirrored.batch_size == plain.batch_size
+        plain.close()
+        mirrored.close()
+
+
+def test_cli_bench_says_mirror(tiny_model_onnx, tmp_path):
+    js = tmp_path / "b.json"
+    r = CliRunner().invoke(cli, ["bench", "--model", tiny_model_onnx, "--mirror", "--iters", "3", "--batch", "2",
+                                 "--json", str(js)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads(js.read_text())["model"]["mirror_average"] is True

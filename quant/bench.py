@@ -103,7 +103,8 @@ def mirrored_artifacts(run_dir: str, wanted: Sequence[str]) -> List[Artifact]:
             raise BenchError("--mirror %s: not in %s (present: %s)"
                              % (w, run_dir, ", ".join(os.path.basename(a.path) for a in arts) or "none"))
         a = hit[0]
-        out.append(Artifact(a.name + MIRROR_SUFFIX, a.path, a.method + " + mirror", a.fmt, a.engine, mirror=True))
+        out.append(Artifact(a.name + MIRROR_SUFFIX, a.path, a.method + " + mirror", a.fmt, a.engine,
+                            mirror=True))
     return out
 
 

@@ -77,8 +77,9 @@ def _model_option(f: Any) -> Any:
 
 def _mirror_option(f: Any) -> Any:
     return click.option("--mirror", is_flag=True,
-                        help="average each face's landmarks with those of its mirrored crop (two inferences "
-                             "per face: more accurate, half the model throughput; runtime.backends.mirror)")(f)
+                        help="average each face's landmarks with those of its mirrored crop (two "
+                             "inferences per face: more accurate, half the model throughput; "
+                             "runtime.backends.mirror)")(f)
 
 
 def _backend_options(f: Any) -> Any:
@@ -144,7 +145,8 @@ def _pipeline_config(max_faces: int, detect_every: int, no_smooth: bool, no_dms:
 @click.option("--quiet", is_flag=True, help="no per-event messages, only the summary")
 @foreign_spec_options
 def run(camera: Optional[int], video: Optional[str], images: Optional[str], model: Optional[str],
-        backend: Optional[str], threads: int, mirror: bool, no_display: bool, output: Optional[str], jsonl: Optional[str],
+        backend: Optional[str], threads: int, mirror: bool, no_display: bool, output: Optional[str],
+        jsonl: Optional[str],
         max_faces: int, detect_every: int, no_smooth: bool, no_dms: bool, detector: str,
         yunet_model: Optional[str], detect_size: int, frames: Optional[int], quiet: bool,
         foreign_spec: Optional[str]) -> None:
@@ -318,7 +320,8 @@ def bench_video(be: Backend, video: str, frames: Optional[int] = None, loop: boo
               "(the video loops if it is shorter)")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="write results as JSON")
-def bench(model: Optional[str], backend: Optional[str], threads: int, mirror: bool, foreign_spec: Optional[str],
+def bench(model: Optional[str], backend: Optional[str], threads: int, mirror: bool,
+          foreign_spec: Optional[str],
           video: Optional[str], iters: int, batches: List[int], workers: int, frames: Optional[int],
           json_out: Optional[str]) -> None:
     """Backend-only latency/throughput and (with --video) end-to-end FPS."""

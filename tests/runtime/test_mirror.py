@@ -19,8 +19,9 @@ SIZE = DEFAULT_SPEC.size
 
 class DotFinder(Backend):
     """Point 60 (an eye corner) at the brightest pixel of the left half, its mirror partner at the
-    brightest of the right half, the rest at a left/right symmetric template, in crop-normalised x = pixel / size: a model that is
-    exactly mirror-equivariant, plus an optional constant x bias (which is not)."""
+    brightest of the right half, the rest at a left/right symmetric template, in crop-normalised
+    x = pixel / size: a model that is exactly mirror-equivariant, plus an optional constant x bias
+    (which is not)."""
 
     name = "dots"
 
@@ -95,7 +96,7 @@ def test_real_engines_with_mirror(tiny_models, crops):
 
 def test_cli_bench_says_mirror(tiny_model_onnx, tmp_path):
     js = tmp_path / "b.json"
-    r = CliRunner().invoke(cli, ["bench", "--model", tiny_model_onnx, "--mirror", "--iters", "3", "--batch", "2",
-                                 "--json", str(js)], catch_exceptions=False)
+    r = CliRunner().invoke(cli, ["bench", "--model", tiny_model_onnx, "--mirror", "--iters", "3",
+                                 "--batch", "2", "--json", str(js)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads(js.read_text())["model"]["mirror_average"] is True

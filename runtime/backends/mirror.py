@@ -28,6 +28,7 @@ class MirrorAveraged(Backend):
     def __init__(self, inner: Backend, max_faces: int = 16) -> None:
         super().__init__(inner.path, inner.spec)
         self.inner = inner
+        self.name = inner.name + "+mirror"  # what `run` and `bench` print: the engine, then the averaging
         size = self.spec.size
         self._both = np.empty((2 * max(1, max_faces), size, size), np.uint8)
         self._mirror_width = (size - 1.0) / size
@@ -55,6 +56,12 @@ class MirrorAveraged(Backend):
 
     def close(self) -> None:
         self.inner.close()
+
+    def __getattr__(self, attr: str) -> Any:
+        # anything else (the TFLite interpreter's provider, the ONNX session) is the engine's
+        if attr == "inner":  # not set yet: no recursion while __init__ runs
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
 
 
 def with_mirror(backend: Any, mirror: bool) -> Any:

@@ -90,6 +90,9 @@ def test_real_engines_with_mirror(tiny_models, crops):
         flipped[..., 0] = (SIZE - 1.0) / SIZE - flipped[..., 0]
         assert np.allclose(b, (a + flipped) / 2, atol=1e-5), kind
         assert mirrored.spec == plain.spec and mirrored.batch_size == plain.batch_size
+        assert mirrored.name == plain.name + "+mirror"
+        if kind == "tflite":  # the engine's own attributes show through (bench labels the interpreter)
+            assert mirrored.provider == plain.provider
         plain.close()
         mirrored.close()
 

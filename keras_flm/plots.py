@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from keras_flm.report_md import new_file_mode
 from runtime import metrics as M
 from runtime.landmarks import REGIONS
 
@@ -31,6 +32,7 @@ def _save(fig, path: str) -> str:
     try:
         fig.tight_layout()
         fig.savefig(tmp, format="png")
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -23,6 +23,16 @@ METRICS_FILE = "metrics.json"
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
+def new_file_mode(directory: bool = False) -> int:
+    """The mode open() / mkdir() would give a new file or directory (0o666 / 0o777 less the umask).
+    mkstemp and mkdtemp make theirs private (0o600 / 0o700), and what is renamed into place keeps
+    that: a run's or a release's files would be unreadable to everyone but their writer (another
+    user of the board, a docker host user)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write `text` to `path` via a temp file in the same directory and os.replace."""
     d = os.path.dirname(os.path.abspath(path))
@@ -32,6 +42,7 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -76,6 +87,7 @@ def scratch_dir(parent: str) -> Iterator[str]:
     """A temporary directory inside `parent`, removed on exit whatever happens."""
     os.makedirs(parent, exist_ok=True)
     path = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)
+    os.chmod(path, new_file_mode(directory=True))  # it may be renamed into place (replace_path)
     try:
         yield path
     finally:

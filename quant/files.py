@@ -4,6 +4,8 @@ import os
 import tempfile
 from typing import Callable
 
+from keras_flm.report_md import new_file_mode
+
 
 def write_bytes(path: str, data: bytes) -> str:
     return write_with(path, lambda tmp: open(tmp, "wb").write(data))
@@ -17,6 +19,7 @@ def write_with(path: str, writer: Callable[[str], object]) -> str:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

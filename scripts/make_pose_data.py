@@ -114,6 +114,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
     from keras_flm.data.cache import label_euler
     from keras_flm.data.pose_synth import turn_face
     from keras_flm.data.teacher import label_face, load_teachers
+    from keras_flm.report_md import new_file_mode
     from runtime.evaluate import load_image
     from runtime.preprocess import DEFAULT_SPEC, box_from_landmarks
     from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME, SPLIT_RECORD
@@ -136,6 +137,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
     out_parent = os.path.dirname(os.path.abspath(a.out)) or "."
     os.makedirs(out_parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-pose-", dir=out_parent)
+    os.chmod(tmp, new_file_mode(directory=True))  # renamed into place below: not private
     lines, kept_sheet, dropped = [], [], {"disagree": 0, "warp": 0}
     disagreements = []
     try:

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Union
 import cv2
 import numpy as np
 
+from keras_flm.report_md import new_file_mode
 from keras_flm.synth.render import DEFAULT_IMAGE_SIZE, describe, render_face, sample_params
 from runtime.landmarks import ATTRIBUTES
 
@@ -116,9 +117,7 @@ def write_dataset(out_dir: Union[str, Path], n: int, seed: int = 0, test_fractio
     force = dict(force or {})
 
     tmp = Path(tempfile.mkdtemp(prefix=".%s.tmp-" % out.name, dir=str(out.parent)))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(str(tmp), 0o777 & ~umask)  # mkdtemp makes it private; the dataset should not be
+    os.chmod(str(tmp), new_file_mode(directory=True))  # mkdtemp makes it private; a dataset is shared
     done = False
     t0 = time.perf_counter()
     bar = _progress(n, progress)

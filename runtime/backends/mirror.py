@@ -23,8 +23,6 @@ from runtime.landmarks import flip_landmarks
 class MirrorAveraged(Backend):
     """`inner` run on the crops and on their mirror images in one call; the two readings averaged."""
 
-    name = "mirror"
-
     def __init__(self, inner: Backend, max_faces: int = 16) -> None:
         super().__init__(inner.path, inner.spec)
         self.inner = inner
@@ -51,8 +49,10 @@ class MirrorAveraged(Backend):
         both[:n] = x
         both[n:] = x[:, :, ::-1]
         out = self.inner.infer(both)
-        back = flip_landmarks(out[n:], width=self._mirror_width)
-        return ((out[:n] + back) * 0.5).astype(np.float32)
+        back = flip_landmarks(out[n:], width=self._mirror_width)  # a new float32 array: average into it
+        back += out[:n]
+        back *= 0.5
+        return back
 
     def close(self) -> None:
         self.inner.close()

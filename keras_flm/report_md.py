@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from runtime.json_files import read_json  # noqa: F401  (re-exported: the one JSON reader)
+
 #: Prefix of scratch directories (scratch_dir); a crash may leave one behind, never a partial output.
 TMP_PREFIX = ".flm-tmp-"
 REPORT_FILE = "report.md"
@@ -48,22 +50,6 @@ def atomic_write_text(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-_REQUIRED = object()
-
-
-def read_json(path: str, default: Any = _REQUIRED) -> Any:
-    """The one reader of the JSON files flm writes (run files, releases, bundles): `default` when
-    the file is absent (FileNotFoundError without one), ValueError naming file and line when it
-    is not JSON, so every command reports a damaged file the same way."""
-    if default is not _REQUIRED and not os.path.exists(path):
-        return default
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
 
 
 def atomic_write_json(path: str, obj: Any) -> None:

@@ -27,7 +27,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from keras_flm import evaluate as kev
-from keras_flm.report_md import atomic_write_json, markdown_table, read_metrics, update_report_section
+from keras_flm.report_md import (
+    atomic_write_json,
+    markdown_table,
+    read_json,
+    read_metrics,
+    update_report_section,
+)
 from quant import run as R
 from quant.config import BenchConfig
 from runtime.backends.foreign import ForeignSpec
@@ -225,8 +231,6 @@ def bench_crops(video: Optional[str], n: int, spec: CropSpec = DEFAULT_SPEC) -> 
     """n real crops (uint8 (n, size, size)) from the first frames of `video`, cut with
     runtime.preprocess.crop_face from the ground-truth box (synthetic videos) or a Haar detection;
     random pixels without a video (the engines' speed does not depend on the pixels)."""
-    import json
-
     import cv2
 
     from keras_flm.synth import ground_truth_path
@@ -238,8 +242,7 @@ def bench_crops(video: Optional[str], n: int, spec: CropSpec = DEFAULT_SPEC) -> 
     boxes = {}  # type: Dict[int, Any]
     gt = ground_truth_path(video)
     if os.path.isfile(gt):
-        with open(gt, encoding="utf-8") as f:
-            boxes = {fr["index"]: fr["box"] for fr in json.load(f).get("frames", [])}
+        boxes = {fr["index"]: fr["box"] for fr in read_json(gt).get("frames", [])}
     detector = None
     crops = np.zeros((n, spec.size, spec.size), np.uint8)
     cap = cv2.VideoCapture(video)

@@ -186,19 +186,18 @@ def report(run_dir, evaluate, compare, split, video, jsonl) -> None:
 def release(run_dir, name, out_root, data_root, tracking_json, weaknesses) -> None:
     """models/NAME: FP32 H5 + PTQ/QAT INT8 TFLite/ONNX, config.json, metrics.json (measured on these
     files), MODEL_CARD.md and a bundle meta.json; `flm-dpu` runs it when no --model is given."""
-    import json
 
     from keras_flm.evaluate import EvalError
     from quant.release import ReleaseError, build_release
+    from runtime.json_files import read_json
     from runtime.release import RELEASE_NAME
 
     tracking = None
     if tracking_json:
-        with open(tracking_json) as f:
-            try:
-                tracking = json.load(f)
-            except ValueError as e:
-                raise click.ClickException("%s is not valid JSON: %s" % (tracking_json, e)) from None
+        try:
+            tracking = read_json(tracking_json)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
     try:
         path = build_release(run_dir, name or RELEASE_NAME, out_root, data_root, tracking, weaknesses,
                              log=_echo)

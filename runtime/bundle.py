@@ -10,12 +10,12 @@ Which file runs: --backend if given, else the DPU xmodel when the Vitis AI runti
 importable, else the first of ONNX, TFLite, Keras H5 present.
 """
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from runtime.backends.base import BackendError
+from runtime.json_files import read_json
 from runtime.preprocess import DEFAULT_SPEC, CropSpec
 
 META = "meta.json"
@@ -108,10 +108,9 @@ def read_json_object(path: str) -> Dict[str, Any]:
     """The runtime's reader of the records flm writes beside models (meta.json, compile.json): a JSON
     object, or a BackendError naming the file and line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise BackendError("%s is not valid JSON (line %d): %s" % (path, e.lineno, e.msg)) from None
+        data = read_json(path)
+    except ValueError as e:
+        raise BackendError(str(e)) from None
     except OSError as e:
         raise BackendError("cannot read %s: %s" % (path, e)) from e
     if not isinstance(data, dict):

@@ -56,8 +56,6 @@ def _default_model(foreign_spec: Optional[str] = None) -> str:
 
 def _load(model: Optional[str], backend: Optional[str], threads: Optional[int],
           foreign_spec: Optional[str] = None, mirror: bool = False) -> Backend:
-    from runtime.backends.mirror import with_mirror
-
     if not model:
         model = _default_model(foreign_spec)
     try:
@@ -65,7 +63,7 @@ def _load(model: Optional[str], backend: Optional[str], threads: Optional[int],
             if backend not in (None, "onnx"):
                 raise click.UsageError("--foreign-spec takes an ONNX model (--backend onnx), not %s"
                                        % backend)
-            return with_mirror(load_foreign(model, spec_from_options(foreign_spec), threads=threads), mirror)
+            return load_foreign(model, spec_from_options(foreign_spec), threads=threads, mirror=mirror)
         return load_backend(model, backend=backend, threads=threads, mirror=mirror)
     except BackendError as e:
         raise click.ClickException(str(e)) from e

@@ -28,6 +28,7 @@ import numpy as np
 
 from runtime import metrics
 from runtime.evaluate import face_box, load_image
+from runtime.json_files import read_json
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, box_from_landmarks, crop_face, to_frame, validate_box
 from runtime.track import iou
@@ -150,10 +151,9 @@ def load_model(model: str, foreign_spec: Optional[str] = None, backend: Optional
     crop (`runtime.backends.mirror`)."""
     from runtime.backends import load_backend
     from runtime.backends.foreign import load_foreign
-    from runtime.backends.mirror import with_mirror
 
     if foreign_spec is not None:
-        return with_mirror(load_foreign(model, foreign_spec, threads=threads), mirror)
+        return load_foreign(model, foreign_spec, threads=threads, mirror=mirror)
     return load_backend(model, backend=backend, threads=threads, mirror=mirror)
 
 
@@ -353,8 +353,7 @@ def read_truth(path: str) -> Dict[str, Any]:
     {"fps", "width", "height", "frames": [{"index", "landmarks" (98 x [x, y]) or null, "box",
     "scored" (default: has landmarks), "face" (default 0)}]}. Returns it with arrays: "landmarks"
     (T, 98, 2), NaN where a frame has no scored face, "scored" (T,) bool, "face" (T,) int."""
-    with open(path, encoding="utf-8") as f:
-        truth = json.load(f)
+    truth = read_json(path)
     frames = truth.get("frames")
     if not isinstance(frames, list) or not frames:
         raise ValueError("%s: no \"frames\" list of ground truth" % path)

@@ -126,11 +126,10 @@ def _arch_from_file(kind: str, value: str, path: str, must_exist: bool) -> ArchC
             raise click.BadParameter("arch file not found: %s" % path,
                                      param_hint="--arch" if kind == "preset" else "--arch-json")
         return ArchChoice(kind, value, {}, path)
-    with open(path) as f:
-        try:
-            content = json.load(f)
-        except ValueError as e:
-            raise click.BadParameter("%s is not valid JSON: %s" % (path, e), param_hint="--arch-json") from e
+    try:
+        content = read_json(path)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--arch-json") from None
     if not isinstance(content, dict) or not (content.get("target") or content.get("fingerprint")):
         raise click.BadParameter("%s must hold {\"target\": \"DPU...\"} or {\"fingerprint\": \"0x...\"}, "
                                  "got %r" % (path, content), param_hint="--arch-json")
@@ -383,8 +382,10 @@ def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: A
     path = os.path.join(run_dir, VITIS_DIR, COMPILE_RECORD)
     if not os.path.isfile(path):
         raise CompileError("%s not found: compile first (flm vitis compile --run %s)" % (path, run_dir))
-    with open(path) as f:
-        rec = json.load(f)
+    try:
+        rec = read_json(path)
+    except ValueError as e:
+        raise CompileError(str(e)) from None
     xmodel = os.path.join(run_dir, rec["xmodel"])
     if not os.path.isfile(xmodel):
         raise CompileError("%s names %s, which does not exist" % (path, xmodel))
@@ -392,12 +393,11 @@ def check_compiled(run_dir: str, board_fingerprint: Optional[str] = None, xir: A
     if md5 != rec.get("md5"):
         raise CompileError("%s has md5 %s, but %s recorded %s" % (xmodel, md5, path, rec.get("md5")))
     spec = None
-    cfg_path = os.path.join(run_dir, "config.json")
-    if os.path.isfile(cfg_path):
+    cfg = read_json(os.path.join(run_dir, "config.json"), None)
+    if cfg is not None:
         from runtime.preprocess import CropSpec
 
-        with open(cfg_path) as f:
-            spec = CropSpec.from_dict(json.load(f).get("crop") or {})
+        spec = CropSpec.from_dict(cfg.get("crop") or {})
     result = verify_xmodel(xmodel, xir, board_fingerprint, rec, spec, run_hint=run_dir)
     result["md5"] = md5
     if strict and result["problems"]:

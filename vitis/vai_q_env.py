@@ -408,7 +408,7 @@ def run_python(env: VaiQEnv, args: List[str], cwd: Optional[str] = None) -> int:
 
 def run_flm(env: VaiQEnv, vitis_args: List[str]) -> int:
     """`flm vitis VITIS_ARGS` in the quantizer venv; returns its exit status."""
-    return run_python(env, ["-m", "vitis.vai_q_env", "worker"] + list(vitis_args))
+    return run_python(env, ["-m", "vitis.vai_q_worker"] + list(vitis_args))
 
 
 def in_worker() -> bool:
@@ -419,10 +419,6 @@ def in_worker() -> bool:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["worker"]:  # inside the venv: the real `flm vitis ...` command
-        from vitis.commands import vitis
-
-        return vitis.main(args=argv[1:], prog_name="flm vitis", standalone_mode=True) or 0
     p = argparse.ArgumentParser(prog="python -m vitis.vai_q_env",
                                 description="Build or locate vai_q_tensorflow2 3.5 in its own cached venv.")
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -27,6 +27,7 @@ import numpy as np
 
 from runtime.evaluate import crop_affine
 from runtime.headpose import euler_from_landmarks
+from runtime.json_files import read_json
 from runtime.preprocess import CropSpec, box_from_landmarks, crop_face, to_crop_normalised
 from runtime.wflw import FaceRecord, annotation_path, load_image
 
@@ -203,8 +204,7 @@ def build_cache(records: Sequence[FaceRecord], root: str, split: str, spec: Crop
 
 
 def load_cache(path: str) -> CropCache:
-    with open(os.path.join(path, "meta.json")) as f:
-        meta = json.load(f)
+    meta = read_json(os.path.join(path, "meta.json"))
     if meta.get("format") != CACHE_FORMAT:
         raise ValueError("%s: cache format %r, expected %d (delete it to rebuild)"
                          % (path, meta.get("format"), CACHE_FORMAT))

@@ -383,8 +383,9 @@ class ForeignOnnxBackend(Backend):
 
 
 def load_foreign(path: str, foreign: Any = None, spec: CropSpec = DEFAULT_SPEC,
-                 threads: Optional[int] = None) -> ForeignOnnxBackend:
-    """A ForeignOnnxBackend from a path and a ForeignSpec or spec string; BackendError on a bad spec."""
+                 threads: Optional[int] = None, mirror: bool = False) -> Backend:
+    """A ForeignOnnxBackend from a path and a ForeignSpec or spec string; BackendError on a bad spec.
+    `mirror`: averaged with the mirrored crop (runtime.backends.mirror), as `load_backend` does."""
     if not os.path.isfile(path):
         raise BackendError("foreign model not found: %s" % path)
     if not path.lower().endswith(".onnx"):
@@ -394,7 +395,9 @@ def load_foreign(path: str, foreign: Any = None, spec: CropSpec = DEFAULT_SPEC,
         fs = foreign if isinstance(foreign, ForeignSpec) else ForeignSpec.parse(foreign)
     except ValueError as e:
         raise BackendError(str(e)) from None
-    return ForeignOnnxBackend(path, fs, spec, threads=threads)
+    from runtime.backends.mirror import with_mirror
+
+    return with_mirror(ForeignOnnxBackend(path, fs, spec, threads=threads), mirror)
 
 
 # ---------------------------------------------------------------------- CLI glue

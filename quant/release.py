@@ -24,6 +24,7 @@ from keras_flm.report_md import (
     atomic_write_json,
     atomic_write_text,
     markdown_table,
+    read_json,
     read_metrics,
     replace_path,
     scratch_dir,
@@ -115,6 +116,24 @@ def evaluate_release_models(root: str, spec: Any, test: Sequence[Any], val: Opti
     return out
 
 
+def mirror_scores(root: str, fname: str, spec: Any, test: Sequence[Any], val: Optional[Sequence[Any]],
+                  log: Log = print) -> Dict[str, Any]:
+    """The host default's scores with mirror averaging (`flm-dpu run|eval --mirror`, two inferences
+    per face): the card states what the second inference buys, measured on the released file."""
+    from runtime import evaluate as rev
+    from runtime.backends import load_backend
+
+    be = load_backend(os.path.join(root, fname), spec=spec, mirror=True)
+    try:
+        out = {"model": fname, "test": _scores(rev.evaluate(be, test, spec=spec))}  # type: Dict[str, Any]
+        if val:
+            out["val_nme"] = rev.evaluate(be, val, spec=spec)["metrics"]["nme"]
+    finally:
+        be.close()
+    log("  %-16s test NME %.3f %% with --mirror" % (fname, 100 * out["test"]["nme"]))
+    return out
+
+
 def emulation_rows(run_metrics: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     """The run's pof2 DPU-emulation scores (test, and val when recorded), by artifact name."""
     out = {}
@@ -132,11 +151,9 @@ def emulation_rows(run_metrics: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str
 
 def speed_rows(run_dir: str) -> Optional[Dict[str, Any]]:
     """Batch-1 latency and pipeline FPS per artifact (and foreign model) from the run's bench.json."""
-    path = os.path.join(run_dir, "bench.json")
-    if not os.path.isfile(path):
+    bench = read_json(os.path.join(run_dir, "bench.json"), None)
+    if bench is None:
         return None
-    with open(path) as f:
-        bench = json.load(f)
     rows = []
     for r in bench.get("rows", []):
         if r.get("p50_ms") is None:
@@ -219,6 +236,7 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
             "emulation": emulation_rows(read_metrics(run_dir)),
             "training": training_summary(run_dir, cfg), "speed": speed_rows(run_dir),
             "tracking": tracking, "default_int8": hosts["onnx"], "host_models": hosts,
+            "mirror": mirror_scores(tmp, hosts["onnx"], cfg.crop, test, val, log),
         }
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
@@ -265,6 +283,17 @@ def _results_table(metrics: Dict[str, Any]) -> str:
                      "–" if t.get("auc") is None else "%.3f" % t["auc"], _pct(e.get("val_nme")), "–"])
     return markdown_table(["model", "precision", "format", "test NME %", "FR@0.1 %", "AUC@0.1", "val NME %",
                            "size MB"], rows)
+
+
+def _mirror_lines(mirror: Optional[Dict[str, Any]]) -> List[str]:
+    if not mirror:  # releases built before `flm release` measured it
+        return []
+    t = mirror["test"]
+    return ["With mirror averaging (`flm-dpu run|eval --mirror`: each face also read from its mirrored crop, "
+            "two inferences per face, half the model throughput), `%s` scores test NME %s %% (FR@0.1 %s %%, "
+            "AUC@0.1 %.3f)%s." % (mirror["model"], _pct(t["nme"]), _pct(t["failure_rate"]), t["auc"],
+                                  "" if mirror.get("val_nme") is None
+                                  else ", val NME %s %%" % _pct(mirror["val_nme"])), ""]
 
 
 def _attribute_table(metrics: Dict[str, Any]) -> str:
@@ -394,6 +423,7 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
     ] + _lineage_lines(tr) + ["",
         "## Accuracy (measured on these files by `flm release`)", "",
         _results_table(metrics), "",
+    ] + _mirror_lines(metrics.get("mirror")) + [
         "Per attribute (test):", "", _attribute_table(metrics), "",
         "## Speed", "", _speed_table(metrics.get("speed")), "",
         "## Tracking stability", "", _tracking_text(metrics.get("tracking")), "",
@@ -437,7 +467,6 @@ def refresh_release_onnx(release_dir: str, log: Log = print) -> Dict[str, Tuple[
     swapped in whole)."""
     import onnx
 
-    from keras_flm.report_md import read_json
     from quant.onnx_save import save_onnx
 
     cfg = RunConfig.load(os.path.join(release_dir, "config.json"))

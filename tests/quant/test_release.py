@@ -69,6 +69,11 @@ def test_release_from_a_run(release_run, tmp_path):
     from keras_flm.config import RunConfig, describe_augment
 
     assert describe_augment(RunConfig.load(os.path.join(release_run, "config.json")).augment) in card
+    # the host default is also scored with mirror averaging, its own number on the card
+    mirror = metrics["mirror"]
+    assert mirror["model"] == "ptq_int8.onnx" and mirror["test"]["count"] == 68
+    assert 0 < mirror["test"]["nme"] < 1 and mirror["test"]["nme"] != onnx["nme"]
+    assert "--mirror" in card and "%.2f %%" % (100 * mirror["test"]["nme"]) in card
     # every WFLW subset the metrics hold has its row filled (the large-pose row once read "–")
     assert "largepose" in fp32["attributes"]
     for name, sub in fp32["attributes"].items():
@@ -107,6 +112,14 @@ def test_committed_release_reproduces_its_metrics(faces98):
         # tolerance: thread-count and oneDNN re-association differences only (0.01 pp)
         assert abs(got["nme"] - entry["test"]["nme"]) < 1e-4, fname
         assert got["count"] == entry["test"]["count"]
+    if "mirror" in metrics:  # releases since stop 29 also record the host default with --mirror
+        from runtime.backends import load_backend
+        from runtime.evaluate import evaluate
+
+        be = load_backend(os.path.join(COMMITTED, metrics["mirror"]["model"]), spec=spec, mirror=True)
+        got = evaluate(be, test, spec=spec)["metrics"]
+        be.close()
+        assert abs(got["nme"] - metrics["mirror"]["test"]["nme"]) < 1e-4
 
 
 def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path):

@@ -40,7 +40,7 @@ def drop_bias_zero_points(proto):
     ORT's QDQ quantizer writes one int32 zero per output channel for every bias: 40 kB of zeros in
     the full-size per-channel QAT ONNX, which put it over the 1.65 MB target (1.673 MB). ONNX's
     default zero point is 0, so the outputs do not change (bit-identical under ORT, checked by
-    tests/quant/test_onnx_save.py and by `refresh_release_onnx` on a release)."""
+    tests/quant/test_onnx_save.py and by `refresh_release` on a release)."""
     import onnx
     from onnx import numpy_helper
 

@@ -454,12 +454,15 @@ def _same_outputs(a: str, b: str, seed: int = 0) -> bool:
     return all(np.array_equal(p, q) for p, q in zip(*outs))
 
 
-def refresh_release_onnx(release_dir: str, log: Log = print) -> Dict[str, Tuple[int, int]]:
-    """Re-write a release's ONNX files through today's `quant.onnx_save.save_onnx` passes (e.g.
-    `drop_bias_zero_points`) without re-training or re-quantizing, and the records that name their
-    sizes: metrics.json (models, speed rows), MODEL_CARD.md (re-rendered from metrics.json and
-    config.json, as `build_release` made it) and meta.json's file records. Returns {file: (old bytes,
-    new bytes)}. Why: the runs a release came from live in runs/, which is not in git.
+def refresh_release(release_dir: str, data_root: Optional[str] = None,
+                    log: Log = print) -> Dict[str, Tuple[int, int]]:
+    """Bring a release up to what today's `flm release` writes, without re-training or
+    re-quantizing: its ONNX files re-written through today's `quant.onnx_save.save_onnx` passes (e.g.
+    `drop_bias_zero_points`) and the records that name their sizes (metrics.json's models and speed
+    rows, meta.json's file records); a record `build_release` now adds and the release lacks measured
+    on its own files (the host default's `--mirror` scores, on `data_root` or the release's data
+    root); MODEL_CARD.md re-rendered from metrics.json and config.json. Returns {ONNX file: (old
+    bytes, new bytes)}. Why: the runs a release came from live in runs/, which is not in git.
 
     ONNX Runtime must give bit-identical outputs before and after on seeded inputs, and the card must
     be the one `model_card` renders from the release's metrics (no `--weakness` lines it would lose);
@@ -494,6 +497,20 @@ def refresh_release_onnx(release_dir: str, log: Log = print) -> Dict[str, Tuple[
             for row in (metrics.get("speed") or {}).get("rows", []):
                 if row.get("name") == fname.replace(".", "_"):
                     row["size_mb"] = after / 1e6
+        if "mirror" not in metrics:
+            root = data_root or cfg.data.get("root")
+            if not root or not os.path.isdir(root):
+                raise ReleaseError("data root %r not found: pass the WFLW-layout root to score the release "
+                                   "with --mirror on" % root)
+            try:
+                test, _ = kev.load_split(root, "test", cfg)
+            except kev.EvalError as e:
+                raise ReleaseError(str(e)) from None
+            try:
+                val = kev.load_split(root, "val", cfg)[0]  # type: Optional[Sequence[Any]]
+            except kev.EvalError:
+                val = None
+            metrics["mirror"] = mirror_scores(tmp, metrics["default_int8"], cfg.crop, test, val, log)
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg))
         meta["files"] = _file_records(tmp)

@@ -275,11 +275,23 @@ def test_refresh_rewrites_onnx_files_and_the_records_of_their_size(release_run, 
     qat = os.path.join(rel, "qat_int8.onnx")
     onnx.save(qdq_conv(), qat)
     before = os.path.getsize(qat)
-    changed = R.refresh_release_onnx(rel, log=lambda *_: None)
+    # a release made before `flm release` measured --mirror: no record, no card line
+    path = os.path.join(rel, "metrics.json")
+    metrics = json.load(open(path))
+    mirror = metrics.pop("mirror")
+    json.dump(metrics, open(path, "w"))
+    cfg = RunConfig.load(os.path.join(rel, "config.json"))
+    open(os.path.join(rel, "MODEL_CARD.md"), "w", encoding="utf-8").write(R.model_card(metrics, cfg))
+    changed = R.refresh_release(rel, log=lambda *_: None)
     after = os.path.getsize(qat)
     assert changed["qat_int8.onnx"] == (before, after) and after < before and "ptq_int8.onnx" in changed
     metrics = json.load(open(os.path.join(rel, "metrics.json")))
     assert metrics["models"]["qat_int8.onnx"]["bytes"] == after
+    again = metrics["mirror"]  # measured again on the same file: the same scores
+    assert again["model"] == mirror["model"] == "ptq_int8.onnx"
+    assert again["test"]["nme"] == pytest.approx(mirror["test"]["nme"], abs=1e-6)
+    assert again["val_nme"] == pytest.approx(mirror["val_nme"], abs=1e-6)
+    assert "--mirror" in open(os.path.join(rel, "MODEL_CARD.md"), encoding="utf-8").read()
     card = open(os.path.join(rel, "MODEL_CARD.md")).read()
     assert card == R.model_card(metrics, RunConfig.load(os.path.join(rel, "config.json")))
     meta = json.load(open(os.path.join(rel, "meta.json")))
@@ -293,12 +305,12 @@ def test_refresh_rewrites_onnx_files_and_the_records_of_their_size(release_run, 
     kept = snapshot()
     monkeypatch.setattr(R, "_same_outputs", lambda a, b: False)
     with pytest.raises(R.ReleaseError, match="outputs differ"):
-        R.refresh_release_onnx(rel, log=lambda *_: None)
+        R.refresh_release(rel, log=lambda *_: None)
     monkeypatch.undo()
     assert snapshot() == kept
     with open(os.path.join(rel, "MODEL_CARD.md"), "a") as f:
         f.write("\na hand-written weakness\n")
     kept = snapshot()
     with pytest.raises(R.ReleaseError, match="not what its metrics.json renders"):
-        R.refresh_release_onnx(rel, log=lambda *_: None)
+        R.refresh_release(rel, log=lambda *_: None)
     assert snapshot() == kept and os.listdir(models) == ["tiny"]

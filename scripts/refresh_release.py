@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Re-write a release's ONNX files through today's ONNX save passes (quant.onnx_save), keeping their
-outputs bit-identical, and the size records that name them (quant.release.refresh_release_onnx).
+"""Bring a release up to what today's `flm release` writes (quant.release.refresh_release): its ONNX
+files re-written through today's ONNX save passes (quant.onnx_save), outputs bit-identical, with the
+size records that name them; records it lacks measured on its own files (the host default's
+`--mirror` scores); the card re-rendered.
 
-    .venv/bin/python scripts/refresh_release_onnx.py                 # models/pfld98_w1
+    .venv/bin/python scripts/refresh_release.py                 # models/pfld98_w1
 
 Why a script: the run a release came from is in runs/, not in git, so `flm release` cannot re-make it
-on a fresh machine; this changes only how the same INT8 graphs are stored (stop 27: the all-zero int32
-bias zero points ORT writes, 40 kB of the per-channel QAT ONNX).
+on a fresh machine; this changes no weights (stop 27: the all-zero int32 bias zero points ORT writes,
+40 kB of the per-channel QAT ONNX; stop 29: the `--mirror` line of the card).
 """
 import argparse
 import os
@@ -23,15 +25,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--release", default=os.path.join(REPO, "models", RELEASE_NAME),
                     help="release directory (default: %(default)s)")
+    ap.add_argument("--data", default=None,
+                    help="WFLW-layout root for records that must be measured (default: the release's own)")
     a = ap.parse_args(argv)
     if not os.path.isfile(os.path.join(a.release, "meta.json")):
         ap.error("%s is not a release (no meta.json)" % a.release)
-    from quant.release import ReleaseError, refresh_release_onnx
+    from quant.release import ReleaseError, refresh_release
 
     try:
-        changed = refresh_release_onnx(a.release)
+        changed = refresh_release(a.release, a.data)
     except (ReleaseError, OSError, ValueError) as e:
-        print("refresh_release_onnx: %s" % e, file=sys.stderr)
+        print("refresh_release: %s" % e, file=sys.stderr)
         return 1
     saved = sum(b - c for b, c in changed.values())
     print("%s: %d ONNX file(s) re-written, %d bytes saved" % (a.release, len(changed), saved))

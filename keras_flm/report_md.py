@@ -30,9 +30,24 @@ def new_file_mode(directory: bool = False) -> int:
     mkstemp and mkdtemp make theirs private (0o600 / 0o700), and what is renamed into place keeps
     that: a run's or a release's files would be unreadable to everyone but their writer (another
     user of the board, a docker host user)."""
-    mask = os.umask(0)
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc/self/status, 4.7+):
+    os.umask can only be read by setting it, and a file another thread creates in between gets the
+    temporary mask. Elsewhere the temporary mask is 0o077, so such a file comes out private rather
+    than world-writable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
-    return (0o777 if directory else 0o666) & ~mask
+    return mask
 
 
 def atomic_write_text(path: str, text: str) -> None:

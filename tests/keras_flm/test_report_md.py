@@ -40,3 +40,18 @@ def test_a_stricter_umask_is_kept(tmp_path):
     finally:
         os.umask(old)
     assert _mode(tmp_path / "private.json") == 0o600
+
+
+def test_the_umask_is_read_without_being_changed(monkeypatch, umask_022):
+    from keras_flm import report_md
+
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(report_md.os, "umask", lambda m: calls.append(m) or real(m))
+    assert report_md.current_umask() == 0o022
+    if os.path.exists("/proc/self/status"):
+        assert calls == []  # Linux: read from /proc, never set
+    # without /proc the fallback sets a private mask for the moment it reads, never 0
+    monkeypatch.setattr(report_md, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")),
+                        raising=False)
+    assert report_md.current_umask() == 0o022 and calls[0] == 0o077 and real(0o022) == 0o022

@@ -76,7 +76,7 @@ def bench(run_dir: str, video: Optional[str], iters: int, warmup: int, repeats: 
                       pipeline_threads=pipeline_threads, frames=frames, eval_limit=eval_limit)
     try:
         arts, _ = B.discover(run_dir, only)
-        taken = [a.name for a in arts] + [a.name + B.MIRROR_SUFFIX for a in arts]
+        taken = [a.name for a in arts + B.mirrored_artifacts(run_dir, mirror)]
         foreign = B.foreign_artifacts(foreign_paths, foreign_specs, foreign_names, taken)
         result = B.run_benchmark(run_dir, cfg, video=video, foreign=foreign, only=only, mirror=mirror,
                                  data_root=data_root,

@@ -126,6 +126,7 @@ def test_script_runs_the_same_logic(tiny_run, capsys):
     (["--foreign-spec", "norm=0-1", "--foreign-spec", "norm=-1-1"], "2 --foreign-spec"),
     (["--foreign-spec", "channels=1"], "channels=1 but input"),
     (["--foreign-name", "a b"], "artifact name 'a b'"),
+    (["--foreign-name", "fp32_onnx_mirror", "--mirror", "fp32.onnx"], "fp32_onnx_mirror"),
 ])
 def test_bad_foreign_options_fail_clearly(tiny_run, extra, message):
     res = CliRunner().invoke(bench, ["--run", tiny_run["run"], "--iters", "1", "--frames", "0",
@@ -158,5 +159,10 @@ def test_mirror_row_is_timed_and_scored_beside_the_plain_one(tiny_run):
     assert metrics["fp32_onnx_mirror"]["mirror"] is True and metrics["fp32_onnx_mirror"]["count"] == 5
     # its own score: the mean of two readings, not the plain file's number copied
     assert metrics["fp32_onnx_mirror"]["nme"] != metrics["fp32_onnx"]["nme"]
+    # the name is taken only by a row that is asked for: without --mirror a foreign model may have it
+    res = CliRunner().invoke(bench, ["--run", run, "--iters", "1", "--warmup", "0", "--repeats", "1",
+                                     "--frames", "0", "--only", "fp32.onnx", "--foreign", tiny_run["foreign"],
+                                     "--foreign-name", "fp32_onnx_mirror"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
     res = CliRunner().invoke(bench, ["--run", run, "--frames", "0", "--mirror", "qat_int8.onnx"])
     assert res.exit_code != 0 and "--mirror qat_int8.onnx: not in" in res.output and "fp32.onnx" in res.output

@@ -202,12 +202,10 @@ def _meta(name: str, cfg: RunConfig, files: Dict[str, Dict[str, Any]], run_dir: 
             "release": {"name": name, "source_run": os.path.abspath(run_dir), "created": created}}
 
 
-def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "models",
-                  data_root: Optional[str] = None, tracking: Optional[Dict[str, Any]] = None,
-                  weaknesses: Sequence[str] = (), log: Log = print) -> str:
-    """Write out_root/name from run_dir (see the module docstring); returns the release path."""
-    check_run(run_dir)
-    cfg = RunConfig.load(os.path.join(run_dir, "config.json"))
+def release_faces(cfg: RunConfig, data_root: Optional[str] = None,
+                  log: Log = print) -> Tuple[str, List[Any], Optional[List[Any]]]:
+    """(root, test faces, validation faces or None) a release is scored on: `data_root`, else the
+    root the run was trained on. ReleaseError without a root; EvalError without a test split."""
     root = data_root or cfg.data.get("root")
     if not root or not os.path.isdir(root):
         raise ReleaseError("data root %r not found: pass --data (the WFLW-layout root the run was trained on)"
@@ -218,6 +216,16 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
     except kev.EvalError as e:
         log("no validation numbers: %s" % e)
         val = None
+    return root, test, val
+
+
+def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "models",
+                  data_root: Optional[str] = None, tracking: Optional[Dict[str, Any]] = None,
+                  weaknesses: Sequence[str] = (), log: Log = print) -> str:
+    """Write out_root/name from run_dir (see the module docstring); returns the release path."""
+    check_run(run_dir)
+    cfg = RunConfig.load(os.path.join(run_dir, "config.json"))
+    root, test, val = release_faces(cfg, data_root, log)
     target = os.path.join(out_root, name)
     with scratch_dir(out_root) as tmp:  # swapped in whole at the end; removed on any error
         for fname in [m[0] for m in MODEL_FILES] + ["config.json"] + list(EXTRA_FILES):
@@ -498,18 +506,10 @@ def refresh_release(release_dir: str, data_root: Optional[str] = None,
                 if row.get("name") == fname.replace(".", "_"):
                     row["size_mb"] = after / 1e6
         if "mirror" not in metrics:
-            root = data_root or cfg.data.get("root")
-            if not root or not os.path.isdir(root):
-                raise ReleaseError("data root %r not found: pass the WFLW-layout root to score the release "
-                                   "with --mirror on" % root)
             try:
-                test, _ = kev.load_split(root, "test", cfg)
+                _, test, val = release_faces(cfg, data_root, log)
             except kev.EvalError as e:
                 raise ReleaseError(str(e)) from None
-            try:
-                val = kev.load_split(root, "val", cfg)[0]  # type: Optional[Sequence[Any]]
-            except kev.EvalError:
-                val = None
             metrics["mirror"] = mirror_scores(tmp, metrics["default_int8"], cfg.crop, test, val, log)
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
         atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg))

@@ -59,10 +59,14 @@ class GateError(ValueError):
     """The gate cannot compare (missing scores, different validation splits); names what to run."""
 
 
-def run_scores(run_metrics: Dict[str, Dict[str, Any]], run_dir: str = "RUN") -> Dict[str, float]:
+def run_scores(run_metrics: Dict[str, Dict[str, Any]], run_dir: str = "RUN",
+               fp32_only: bool = False) -> Dict[str, float]:
     """{"fp32_val": ..., "fp32": ..., INT8 artifact: ...} NME from a run's metrics.json, or a GateError
-    naming every missing entry and the command that makes it."""
-    need = dict(INT8_ARTIFACTS, fp32="flm eval --run RUN", fp32_val="flm eval --run RUN --split val")
+    naming every missing entry and the command that makes it. `fp32_only`: just "fp32_val", what
+    check 1 needs before the run is quantized (`validation_checks`)."""
+    need = {"fp32_val": "flm eval --run RUN --split val"}
+    if not fp32_only:
+        need.update(INT8_ARTIFACTS, fp32="flm eval --run RUN")
     missing = [k for k in need if (run_metrics.get(k) or {}).get("nme") is None]
     if missing:
         raise GateError("%s/metrics.json lacks %s; make them with:\n%s" % (
@@ -88,11 +92,10 @@ def check(name: str, candidate: float, release: Optional[float], ok: bool, rule:
     return {"check": name, "candidate": candidate, "release": release, "ok": bool(ok), "rule": rule}
 
 
-def gate_checks(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
-    """The checks from numbers: `cand` holds the run's scores (run_scores) plus "recrop" and
-    "occluded" (after ITERATIONS re-crops) and, with a turned validation set, "fp32_turned_val";
-    `base` the release's "fp32_val", "recrop", "occluded" (and "fp32_turned_val") (None: no
-    release yet, so only the INT8 check can fail)."""
+def validation_checks(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
+    """Check 1 alone, from "fp32_val" (and "fp32_turned_val") on both sides. Why apart: it needs only
+    the FP32 model, so `scripts/release_full.sh` asks it before half an hour of quantization, tracking
+    and video that a run failing it would spend for nothing (`scripts/release_gate.py --fp32-only`)."""
     out = []
     b = base or {}
     if "fp32_turned_val" in cand:
@@ -106,6 +109,16 @@ def gate_checks(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> Lis
     else:
         out.append(check("val FP32 NME", cand["fp32_val"], b.get("fp32_val"),
                          base is None or cand["fp32_val"] < b["fp32_val"], "lower than the release"))
+    return out
+
+
+def gate_checks(cand: Dict[str, float], base: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
+    """The checks from numbers: `cand` holds the run's scores (run_scores) plus "recrop" and
+    "occluded" (after ITERATIONS re-crops) and, with a turned validation set, "fp32_turned_val";
+    `base` the release's "fp32_val", "recrop", "occluded" (and "fp32_turned_val") (None: no
+    release yet, so only the INT8 check can fail)."""
+    out = validation_checks(cand, base)
+    b = base or {}
     for k in INT8_ARTIFACTS:
         loss = cand[k] - cand["fp32"]
         out.append(check("test %s - FP32" % k, loss, None, loss <= MAX_INT8_LOSS + 1e-12,
@@ -169,5 +182,5 @@ def check_turned_val(root: str, data_root: str, run_cfg: Any) -> None:
         raise GateError(str(e)) from None
 
 
-def candidate_scores(run_dir: str) -> Dict[str, float]:
-    return run_scores(read_metrics(run_dir), run_dir)
+def candidate_scores(run_dir: str, fp32_only: bool = False) -> Dict[str, float]:
+    return run_scores(read_metrics(run_dir), run_dir, fp32_only)

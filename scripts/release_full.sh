@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # From a trained full-size run to the committed release and the README's numbers, on real faces:
 #   scripts/release_full.sh runs/NAME [DATA_ROOT]
-# eval -> exports -> PTQ (TFLite, ORT, pof2) -> QAT -> Table 2 (test + val) -> Table 3 with the PyTorch
-# flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
+# eval (test, val) -> the gate's check 1 (FP32 on validation) -> exports -> PTQ (TFLite, ORT, pof2) -> QAT ->
+# Table 2 (test + val) -> Table 3 with the PyTorch flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
 # the release gate (scripts/release_gate.py: validation rules fixed in code; FORCE_RELEASE=1 skips it) ->
 # flm release (models/NAME), whose host default is the INT8 ONNX with the lower validation NME.
 # TURNED_VAL=ROOT (scripts/make_pose_data.py --part val) makes the gate weigh turned validation faces too,
@@ -23,6 +23,13 @@ export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 step() { echo; echo "== $*"; "$@"; }
 
 step "$BIN/flm" eval --run "$RUN" --baseline
+step "$BIN/flm" eval --run "$RUN" --split val
+# check 1 of the gate needs only the FP32 model: a run that fails it stops here, not after 30 min more
+if [ "${FORCE_RELEASE:-0}" != 1 ] && ! step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" \
+    --data "$DATA" --fp32-only --json "$RUN/gate_fp32.json" ${TURNED_VAL:+--turned-val "$TURNED_VAL"}; then
+  echo "release gate (check 1, FP32 on validation): $RUN does not beat the release; nothing quantized"
+  exit 1
+fi
 step "$BIN/flm" export onnx --run "$RUN"
 step "$BIN/flm" export tflite --run "$RUN"
 step "$BIN/flm" quantize ptq --run "$RUN" --calib 500

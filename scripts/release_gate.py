@@ -4,6 +4,7 @@ fixed before the run is scored and judge on the validation split; exit 0 = relea
 release, 2 = cannot compare. scripts/release_full.sh runs it before `flm release`.
 
     .venv/bin/python scripts/release_gate.py --run runs/NAME [--release models/pfld98_w1] [--json gate.json]
+    .venv/bin/python scripts/release_gate.py --run runs/NAME --fp32-only   # check 1, before quantizing
 
 Prints one row per check: the candidate's number, the release's, the rule and PASS/FAIL. The re-crop
 checks (and the reported probe from jittered start boxes) run each model's host-default INT8 ONNX on
@@ -40,6 +41,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "weighs it at WFLW's large-pose share (quant/release_gate.py)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N validation faces (tests)")
     ap.add_argument("--json", dest="json_out", default=None, help="write the checks as JSON")
+    ap.add_argument("--fp32-only", action="store_true",
+                    help="only check 1 (validation FP32 NME; needs `flm eval --run RUN --split val`): "
+                         "asked before quantizing, so a run that cannot pass stops early")
     a = ap.parse_args(argv)
     if a.limit is not None and a.limit < 1:
         ap.error("--limit must be >= 1")
@@ -56,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from quant.release import run_default_int8
 
     try:
-        cand = G.candidate_scores(a.run)
+        cand = G.candidate_scores(a.run, fp32_only=a.fp32_only)
         base = G.release_scores(a.release)
         cfg = RunConfig.load(cfg_path)
         if base is not None:
@@ -68,16 +72,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (G.GateError, EvalError, ValueError, OSError) as e:
         print("release gate: %s" % e, file=sys.stderr)
         return 2
-    models = {"candidate": os.path.join(a.run, run_default_int8(a.run))}
-    if base is not None:
-        models["release"] = os.path.join(a.release, base["int8"])
+    models = {}
+    if not a.fp32_only:
+        models["candidate"] = os.path.join(a.run, run_default_int8(a.run))
+        if base is not None:
+            models["release"] = os.path.join(a.release, base["int8"])
     for who, path in models.items():
         if not os.path.isfile(path):
             print("release gate: the %s's host-default INT8 model %s is missing" % (who, path),
                   file=sys.stderr)
             return 2
-    for scores, path in ((cand, models["candidate"]), (base, models.get("release"))):
-        if scores is None:
+    for scores, path in ((cand, models.get("candidate")), (base, models.get("release"))):
+        if scores is None or path is None:
             continue
         with tqdm(total=2 * len(records), desc="re-crops of %s" % path, unit="face", leave=False) as bar:
             scores.update(G.recrop_scores(path, records, progress=bar.update))
@@ -91,24 +97,26 @@ def main(argv: Optional[List[str]] = None) -> int:
             with tqdm(total=len(turned), desc="turned val, %s" % fp32[who], unit="face", leave=False) as bar:
                 res = evaluate_model(fp32[who], turned, cfg.crop, progress=bar.update)
                 scores["fp32_turned_val"] = float(res["metrics"]["nme"])
-    checks = G.gate_checks(cand, base)
+    checks = (G.validation_checks if a.fp32_only else G.gate_checks)(cand, base)
     rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]
     ok = G.passed(checks)
     print("%s against %s on %d validation faces (NME %%; INT8 rows: pp against the run's FP32 on test)\n"
           % (a.run, a.release if base is not None else "no release", len(records)))
     print(markdown_table(["check", "candidate", "release", "rule", ""], rows))
-    shown = G.reported(cand, base)
-    print("\nReported, not gated:\n")
-    print(markdown_table(["probe", "candidate", "release"],
-                         [[r["probe"], _fmt(r["candidate"]), _fmt(r["release"])] for r in shown]))
+    shown = [] if a.fp32_only else G.reported(cand, base)
+    if shown:
+        print("\nReported, not gated:\n")
+        print(markdown_table(["probe", "candidate", "release"],
+                             [[r["probe"], _fmt(r["candidate"]), _fmt(r["release"])] for r in shown]))
     failed = [c["check"] for c in checks if not c["ok"]]
-    print("\n%s" % ("PASS: release it" if ok else "FAIL (%s): keep the release" % "; ".join(failed)))
+    verdict = ("PASS: quantize it (the other checks follow)" if a.fp32_only else "PASS: release it")
+    print("\n%s" % (verdict if ok else "FAIL (%s): keep the release" % "; ".join(failed)))
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"run": a.run, "release": a.release if base is not None else None,
                        "faces": len(records), "models": models, "checks": checks, "reported": shown,
-                       "passed": ok}, f, indent=2)
+                       "fp32_only": a.fp32_only, "passed": ok}, f, indent=2)
         print("wrote %s" % a.json_out)
     return 0 if ok else 1
 

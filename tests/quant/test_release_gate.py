@@ -93,6 +93,19 @@ def test_missing_scores_name_the_commands_that_make_them():
         assert cmd in msg
 
 
+def test_check_1_alone_needs_only_the_fp32_validation_score():
+    """`--fp32-only`: what release_full.sh asks before quantizing; the same rule as in the full gate."""
+    assert G.run_scores({"fp32_val": {"nme": 0.035}}, "runs/x", fp32_only=True) == {"fp32_val": 0.035}
+    with pytest.raises(G.GateError, match="flm eval --run runs/x --split val"):
+        G.run_scores({"fp32": {"nme": 0.08}}, "runs/x", fp32_only=True)
+    assert [c["check"] for c in G.validation_checks({"fp32_val": 0.035}, BASE)] == ["val FP32 NME"]
+    assert _failed(G.validation_checks({"fp32_val": 0.036}, BASE)) == ["val FP32 NME"]
+    base = dict(BASE, fp32_turned_val=0.080)
+    both = G.validation_checks({"fp32_val": 0.0365, "fp32_turned_val": 0.070}, base)
+    assert G.passed(both) and both == G.gate_checks(_cand(fp32_val=0.0365) | {"fp32_turned_val": 0.070},
+                                                    base)[:2]
+
+
 def test_release_scores(tmp_path):
     assert G.release_scores(str(tmp_path)) is None  # no release yet
     (tmp_path / "metrics.json").write_text(json.dumps({"models": {}}))
@@ -164,3 +177,12 @@ def test_gate_script_against_a_release_of_the_same_run(release_run, faces98, tmp
     os.remove(os.path.join(run, "metrics.json"))
     r = _gate(*args)
     assert r.returncode == 2 and "flm quantize qat --run %s" % run in r.stderr, r.stderr
+    # ... but check 1 alone runs on it, from the FP32 validation score, without re-crops or INT8 files
+    update_metrics(run, "fp32_val", {"nme": rel_val - 0.001})
+    r = _gate(*args, "--fp32-only")
+    g = json.load(open(out))
+    assert r.returncode == 0 and "PASS: quantize it" in r.stdout, r.stdout + r.stderr
+    assert g["fp32_only"] and [c["check"] for c in g["checks"]] == ["val FP32 NME"] and not g["reported"]
+    update_metrics(run, "fp32_val", {"nme": rel_val + 0.001})
+    r = _gate(*args, "--fp32-only")
+    assert r.returncode == 1 and "FAIL (val FP32 NME): keep the release" in r.stdout, r.stdout + r.stderr

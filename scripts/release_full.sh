@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # From a trained full-size run to the committed release and the README's numbers, on real faces:
 #   scripts/release_full.sh runs/NAME [DATA_ROOT]
-# eval (test, val) -> the gate's check 1 (FP32 on validation) -> exports -> PTQ (TFLite, ORT, pof2) -> QAT ->
-# Table 2 (test + val) -> Table 3 with the PyTorch flow's PFLD_GhostOne beside it -> re-crop stability -> moving-face video through flm-dpu run ->
+# eval (test, val) -> the gate's check 1 (FP32 on validation) -> exports -> PTQ (TFLite, ORT, pof2) ->
+# QAT -> Table 2 (test + val) -> Table 3 with the PyTorch flow's PFLD_GhostOne beside it -> re-crop
+# stability -> moving-face video through flm-dpu run ->
 # the release gate (scripts/release_gate.py: validation rules fixed in code; FORCE_RELEASE=1 skips it) ->
 # flm release (models/NAME), whose host default is the INT8 ONNX with the lower validation NME.
 # TURNED_VAL=ROOT (scripts/make_pose_data.py --part val) makes the gate weigh turned validation faces too,

@@ -101,8 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = [[c["check"], _fmt(c["candidate"], c["release"] is None and c["check"].startswith("test")),
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]
     ok = G.passed(checks)
-    print("%s against %s on %d validation faces (NME %%; INT8 rows: pp against the run's FP32 on test)\n"
-          % (a.run, a.release if base is not None else "no release", len(records)))
+    print("%s against %s on %d validation faces (NME %%%s)\n"
+          % (a.run, a.release if base is not None else "no release", len(records),
+             "" if a.fp32_only else "; INT8 rows: pp against the run's FP32 on test"))
     print(markdown_table(["check", "candidate", "release", "rule", ""], rows))
     shown = [] if a.fp32_only else G.reported(cand, base)
     if shown:

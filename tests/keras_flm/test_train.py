@@ -100,6 +100,7 @@ def test_resume_continues_epoch_count(tiny_run, faces98):
     args = ["train", "--run", run, "--resume", "--epochs", "3", "--cache-dir", cache]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    assert "inside training by" not in result.output  # a float32 run's validation is already FP32
     rows = _log(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # one new epoch, not a restart
     state = json.load(open(os.path.join(run, "train_state.json")))
@@ -268,6 +269,8 @@ def test_bfloat16_run_trains_writes_float32_files_and_restores_policy(tiny_run, 
             "--precision", "mixed_bfloat16", "--cache-dir", cache]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
+    # its validation numbers are the bfloat16 model's: the summary says where the gate's FP32 one comes from
+    assert "by the mixed_bfloat16 model" in res.output and "flm eval --run %s --split val" % run in res.output
     assert keras.mixed_precision.global_policy().name == "float32"
     cfg = RunConfig.load(os.path.join(run, "config.json"))
     assert cfg.train.precision == "mixed_bfloat16" and cfg.data["policy"] == "mixed_bfloat16"

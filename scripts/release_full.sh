@@ -22,12 +22,14 @@ QAT_AUGMENT=${QAT_AUGMENT:-run}
 BIN=$HERE/.venv/bin
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 step() { echo; echo "== $*"; "$@"; }
+# the release gate on this run, with the same data and turned validation set at both of its calls
+gate() { step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" --data "$DATA" \
+  ${TURNED_VAL:+--turned-val "$TURNED_VAL"} "$@"; }
 
 step "$BIN/flm" eval --run "$RUN" --baseline
 step "$BIN/flm" eval --run "$RUN" --split val
 # check 1 of the gate needs only the FP32 model: a run that fails it stops here, not after 30 min more
-if [ "${FORCE_RELEASE:-0}" != 1 ] && ! step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" \
-    --data "$DATA" --fp32-only --json "$RUN/gate_fp32.json" ${TURNED_VAL:+--turned-val "$TURNED_VAL"}; then
+if [ "${FORCE_RELEASE:-0}" != 1 ] && ! gate --fp32-only --json "$RUN/gate_fp32.json"; then
   echo "release gate (check 1, FP32 on validation): $RUN does not beat the release; nothing quantized"
   exit 1
 fi
@@ -79,8 +81,7 @@ if [ -n "${TURNED_VAL:-}" ]; then
 fi
 if [ "${FORCE_RELEASE:-0}" = 1 ]; then
   echo; echo "== FORCE_RELEASE=1: the release gate is skipped"
-elif ! step "$BIN/python" "$HERE/scripts/release_gate.py" --run "$RUN" --data "$DATA" --json "$RUN/gate.json" \
-    ${TURNED_VAL:+--turned-val "$TURNED_VAL"}; then
+elif ! gate --json "$RUN/gate.json"; then
   echo "release gate: $RUN does not beat the release; models/ left as it is (FORCE_RELEASE=1 releases anyway)"
   exit 1
 fi

@@ -11,7 +11,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-from runtime.landmarks import NUM_POINTS, flip_landmarks
+from runtime.backends.mirror import unmirror
+from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, box_from_landmarks, crop_face, to_frame
 
 TEACHER_FILES = ("PFLD_GhostOne_112_1_opt_sim.onnx", "PFLD_GhostNet_Slim_112_1_opt_sim.onnx",
@@ -41,13 +42,15 @@ def load_teachers(model_dir: Optional[str] = None, files: Sequence[str] = TEACHE
 
 def predict_crop(models: Sequence[Any], crop: np.ndarray) -> np.ndarray:
     """(len(models) * 2, 98, 2) crop-normalised predictions: each model on the crop and on its
-    mirror (mapped back with the 98-point mirror table)."""
+    mirror, mapped back by runtime.backends.mirror.unmirror (until stop 31 this used x -> 1 - x,
+    which moved the mirrored half of the readings one crop pixel right: the turned faces of
+    scripts/make_pose_data.py made before then carry that error)."""
     mirrored = np.ascontiguousarray(crop[:, ::-1])
     out = []
     for m in models:
         out.append(np.asarray(m.infer(crop[None]), np.float64).reshape(NUM_POINTS, 2))
         flipped = np.asarray(m.infer(mirrored[None]), np.float64).reshape(NUM_POINTS, 2)
-        out.append(flip_landmarks(flipped, 1.0))
+        out.append(unmirror(flipped, crop.shape[1]))
     return np.stack(out)
 
 

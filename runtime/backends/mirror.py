@@ -20,6 +20,13 @@ from runtime.backends.base import Backend
 from runtime.landmarks import flip_landmarks
 
 
+def unmirror(points: np.ndarray, size: int) -> np.ndarray:
+    """A reading (..., 98, 2) of a mirrored size-pixel crop, mapped back to the crop itself (a new
+    float32 array). The one place that knows the mirror's frame: x -> (size - 1) / size - x, not
+    1 - x, which would put every mirrored reading one crop pixel to the right."""
+    return flip_landmarks(points, width=(size - 1.0) / size)
+
+
 class MirrorAveraged(Backend):
     """`inner` run on the crops and on their mirror images in one call; the two readings averaged."""
 
@@ -29,7 +36,6 @@ class MirrorAveraged(Backend):
         self.name = inner.name + "+mirror"  # what `run` and `bench` print: the engine, then the averaging
         size = self.spec.size
         self._both = np.empty((2 * max(1, max_faces), size, size), np.uint8)
-        self._mirror_width = (size - 1.0) / size
 
     @property
     def batch_size(self) -> Optional[int]:
@@ -49,7 +55,7 @@ class MirrorAveraged(Backend):
         both[:n] = x
         both[n:] = x[:, :, ::-1]
         out = self.inner.infer(both)
-        back = flip_landmarks(out[n:], width=self._mirror_width)  # a new float32 array: average into it
+        back = unmirror(out[n:], self.spec.size)  # a new float32 array: average into it
         back += out[:n]
         back *= 0.5
         return back

@@ -266,13 +266,18 @@ def _lineage_lines(tr: Dict[str, Any]) -> List[str]:
     if not prior:
         return []
     epochs, seconds = lineage(tr)
-    steps, p = [], prior
+    steps, p, oldest = [], prior, prior
     while p:
         steps.append("%s epochs (%.1f h)%s" % (p.get("epochs_done"), (p.get("train_seconds") or 0) / 3600.0,
                                                "" if not p.get("init") else ", from `%s`" % p["init"]))
-        p = p.get("init_training")
-    return ["- Before that, newest first: %s. In all: %d epochs, %.1f CPU-hours." % ("; ".join(steps), epochs,
-                                                                                   seconds / 3600.0)]
+        oldest, p = p, p.get("init_training")
+    # the oldest recorded step started from weights whose own schedule was not kept (an .h5, or
+    # a run directory gone before snapshots existed): the sum is a lower bound, and says so
+    unknown = oldest.get("init")
+    total = "%s%d epochs, %.1f CPU-hours%s" % ("at least " if unknown else "", epochs, seconds / 3600.0,
+                                               " (the schedule behind `%s` was not recorded)" % unknown
+                                               if unknown else "")
+    return ["- Before that, newest first: %s. In all: %s." % ("; ".join(steps), total)]
 
 
 def _pct(v: Optional[float]) -> str:

@@ -314,3 +314,18 @@ def test_refresh_rewrites_onnx_files_and_the_records_of_their_size(release_run, 
     with pytest.raises(R.ReleaseError, match="not what its metrics.json renders"):
         R.refresh_release(rel, log=lambda *_: None)
     assert snapshot() == kept and os.listdir(models) == ["tiny"]
+
+
+def test_lineage_total_is_a_lower_bound_when_the_oldest_start_is_unrecorded():
+    """A chain whose oldest step started from weights without a recorded schedule (an .h5, a run
+    gone before snapshots) must not claim its sum as the whole training time."""
+    from quant.release import _lineage_lines
+
+    known = {"epochs_done": 5, "train_seconds": 3600.0, "init": None}
+    tr = {"epochs_done": 3, "train_seconds": 1800.0, "init": "models/x", "init_training": known}
+    assert _lineage_lines(tr) == ["- Before that, newest first: 5 epochs (1.0 h). In all: 8 epochs, "
+                                  "1.5 CPU-hours."]
+    known["init"] = "runs/old/last.h5"
+    line = _lineage_lines(tr)[0]
+    assert "In all: at least 8 epochs, 1.5 CPU-hours" in line
+    assert "`runs/old/last.h5` was not recorded" in line

@@ -399,6 +399,33 @@ def _data_lines(metrics: Dict[str, Any], tr: Dict[str, Any]) -> List[str]:
     return out
 
 
+def measured_weaknesses(metrics: Dict[str, Any]) -> List[str]:
+    """The weaknesses the release's own measurements show, so the card cannot say "none" while its
+    tables say otherwise: a foreign model of the same bench more accurate than the host default, re-crop
+    drift over its target, and the attribute on which the host default is worst."""
+    out = []
+    default = metrics["models"][metrics["default_int8"]]["test"]
+    foreign = [r for r in (metrics.get("speed") or {}).get("rows", ()) if r.get("method") == "foreign"]
+    for r in foreign:
+        if r.get("nme") is not None and r["nme"] < default["nme"]:
+            out.append("Less accurate than %s on the same %d test faces: %s %% (`%s`) against %s %%."
+                       % (r["name"], default["count"], _pct(default["nme"]), metrics["default_int8"],
+                          _pct(r["nme"])))
+    tracking = metrics.get("tracking") or {}
+    if tracking.get("recrop_ok") is False:
+        out.append("Drifts under tracking: test NME %s → %s %% after %d re-crops from its own landmarks "
+                   "(%+.1f %%; target ≤ %+.0f %%)."
+                   % (_pct(tracking["one_shot_nme"]), _pct(tracking["recrop_nme"]), tracking["iterations"],
+                      100 * tracking["recrop_increase"], 100 * tracking["target_increase"]))
+    attrs = default.get("attributes") or {}
+    if attrs and default["nme"]:
+        name, worst = max(attrs.items(), key=lambda kv: kv[1]["nme"])
+        out.append("Weakest on %s faces: %s %% test NME (%d faces), %.1f× its overall %s %%."
+                   % (name, _pct(worst["nme"]), worst["count"], worst["nme"] / default["nme"],
+                      _pct(default["nme"])))
+    return out
+
+
 def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str] = ()) -> str:
     tr = metrics["training"]
     m = cfg.model
@@ -442,7 +469,8 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
         "## Tracking stability", "", _tracking_text(metrics.get("tracking")), "",
         "## Known weaknesses",
     ]
-    lines += ["- %s" % w for w in weaknesses] or ["- none recorded"]
+    known = measured_weaknesses(metrics) + list(weaknesses)
+    lines += ["- %s" % w for w in known] or ["- none recorded"]
     n = metrics["test_data"]["faces"]
     lines += ["- %d test faces is a small benchmark: one face moves the mean NME by ~%.1f pp per 10 pp "
               "of its own error." % (n, 10.0 / max(n, 1))]

@@ -329,3 +329,27 @@ def test_lineage_total_is_a_lower_bound_when_the_oldest_start_is_unrecorded():
     line = _lineage_lines(tr)[0]
     assert "In all: at least 8 epochs, 1.5 CPU-hours" in line
     assert "`runs/old/last.h5` was not recorded" in line
+
+
+def test_measured_weaknesses_come_from_the_release_metrics():
+    """The card lists what its own numbers show (a more accurate foreign model, drift over target,
+    the worst attribute) and nothing when they show none of it."""
+    from quant.release import measured_weaknesses
+
+    test = {"count": 68, "nme": 0.08, "attributes": {"blur": {"count": 28, "nme": 0.09},
+                                                     "largepose": {"count": 13, "nme": 0.16}}}
+    metrics = {"default_int8": "qat_int8.onnx", "models": {"qat_int8.onnx": {"test": test}},
+               "speed": {"rows": [{"name": "PFLD", "method": "foreign", "nme": 0.06},
+                                  {"name": "qat_int8_onnx", "method": "QAT INT8", "nme": 0.08}]},
+               "tracking": {"recrop_ok": False, "one_shot_nme": 0.08, "recrop_nme": 0.1, "iterations": 10,
+                            "recrop_increase": 0.25, "target_increase": 0.1}}
+    got = measured_weaknesses(metrics)
+    assert got[0] == ("Less accurate than PFLD on the same 68 test faces: 8.00 % (`qat_int8.onnx`) "
+                      "against 6.00 %.")
+    assert got[1].startswith("Drifts under tracking: test NME 8.00 → 10.00 % after 10 re-crops")
+    assert "(+25.0 %; target ≤ +10 %)" in got[1]
+    assert got[2] == "Weakest on largepose faces: 16.00 % test NME (13 faces), 2.0× its overall 8.00 %."
+    metrics["speed"]["rows"][0]["nme"] = 0.09
+    metrics["tracking"]["recrop_ok"] = True
+    test["attributes"] = {}
+    assert measured_weaknesses(metrics) == []

@@ -333,7 +333,7 @@ def test_lineage_total_is_a_lower_bound_when_the_oldest_start_is_unrecorded():
 
 def test_measured_weaknesses_come_from_the_release_metrics():
     """The card lists what its own numbers show (a more accurate foreign model, drift over target,
-    the worst attribute) and nothing when they show none of it."""
+    the worst attribute); a foreign model behind it and drift within target add no line."""
     from quant.release import measured_weaknesses
 
     test = {"count": 68, "nme": 0.08, "attributes": {"blur": {"count": 28, "nme": 0.09},

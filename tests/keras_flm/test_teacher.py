@@ -5,7 +5,7 @@ import numpy as np
 
 from keras_flm.data.teacher import label_face, predict_crop
 from runtime.preprocess import DEFAULT_SPEC, crop_face, to_frame
-from tests.runtime.test_mirror import DotFinder
+from tests.runtime.dot_finder import DotFinder
 
 
 def test_mirrored_readings_agree_with_plain_ones_for_an_equivariant_model():

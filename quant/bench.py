@@ -44,6 +44,8 @@ JSON_FILE = "bench.json"
 PLOT_FILE = "bench.png"
 VIDEO_FILE = "bench_video.mp4"
 FOREIGN_FORMAT = "ONNX (foreign)"
+#: the `method` of a foreign model's row (read back by the release card)
+FOREIGN_METHOD = "foreign"
 
 #: The paper's Table 3 (docs/pfld-wflw.md): device, FPS, power W, accuracy % (only KV260 given).
 PAPER_TABLE3: Tuple[Tuple[str, float, float, Optional[float]], ...] = (
@@ -200,7 +202,8 @@ def foreign_artifacts(paths: Sequence[str], specs: Sequence[str], names: Sequenc
         if name in used:
             raise BenchError("--foreign-name %r is already used by another row: pick another" % name)
         used.add(name)
-        out.append(Artifact(name, os.path.abspath(path), "foreign", FOREIGN_FORMAT, "onnx-foreign", spec))
+        out.append(Artifact(name, os.path.abspath(path), FOREIGN_METHOD, FOREIGN_FORMAT, "onnx-foreign",
+                            spec))
     return out
 
 

@@ -29,10 +29,12 @@ from keras_flm.report_md import (
     replace_path,
     scratch_dir,
 )
+from quant.bench import FOREIGN_METHOD
 from runtime.bundle import FORMAT, FORMAT_VERSION, META, file_md5
 from runtime.landmarks import ATTRIBUTES
 from runtime.metrics import SUBSET_NAMES
 from runtime.release import RELEASE_NAME
+from runtime.stability import recrop_verdict
 
 #: (file, precision, format) of every model a release carries, in table order.
 MODEL_FILES: Tuple[Tuple[str, str, str], ...] = (
@@ -245,9 +247,10 @@ def build_release(run_dir: str, name: str = RELEASE_NAME, out_root: str = "model
             "training": training_summary(run_dir, cfg), "speed": speed_rows(run_dir),
             "tracking": tracking, "default_int8": hosts["onnx"], "host_models": hosts,
             "mirror": mirror_scores(tmp, hosts["onnx"], cfg.crop, test, val, log),
+            "weaknesses": list(weaknesses),  # kept so the card re-renders from metrics.json alone
         }
         atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
-        atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg, weaknesses))
+        atomic_write_text(os.path.join(tmp, "MODEL_CARD.md"), model_card(metrics, cfg))
         files = _file_records(tmp)
         atomic_write_json(os.path.join(tmp, META), _meta(name, cfg, files, run_dir, hosts))
         total = sum(r["bytes"] for r in files.values()) + os.path.getsize(os.path.join(tmp, META))
@@ -405,7 +408,7 @@ def measured_weaknesses(metrics: Dict[str, Any]) -> List[str]:
     drift over its target, and the attribute on which the host default is worst."""
     out = []
     default = metrics["models"][metrics["default_int8"]]["test"]
-    foreign = [r for r in (metrics.get("speed") or {}).get("rows", ()) if r.get("method") == "foreign"]
+    foreign = [r for r in (metrics.get("speed") or {}).get("rows", ()) if r.get("method") == FOREIGN_METHOD]
     for r in foreign:
         if r.get("nme") is not None and r["nme"] < default["nme"]:
             out.append("Less accurate than %s on the same %d test faces: %s %% (`%s`) against %s %%."
@@ -413,10 +416,8 @@ def measured_weaknesses(metrics: Dict[str, Any]) -> List[str]:
                           _pct(r["nme"])))
     tracking = metrics.get("tracking") or {}
     if tracking.get("recrop_ok") is False:
-        out.append("Drifts under tracking: test NME %s → %s %% after %d re-crops from its own landmarks "
-                   "(%+.1f %%; target ≤ %+.0f %%)."
-                   % (_pct(tracking["one_shot_nme"]), _pct(tracking["recrop_nme"]), tracking["iterations"],
-                      100 * tracking["recrop_increase"], 100 * tracking["target_increase"]))
+        out.append("Drifts when re-cropped from its own landmarks on the test faces: %s."
+                   % recrop_verdict(tracking))
     attrs = default.get("attributes") or {}
     if attrs and default["nme"]:
         name, worst = max(attrs.items(), key=lambda kv: kv[1]["nme"])
@@ -426,7 +427,7 @@ def measured_weaknesses(metrics: Dict[str, Any]) -> List[str]:
     return out
 
 
-def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str] = ()) -> str:
+def model_card(metrics: Dict[str, Any], cfg: RunConfig) -> str:
     tr = metrics["training"]
     m = cfg.model
     hours = (tr.get("train_seconds") or 0) / 3600.0
@@ -469,7 +470,7 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig, weaknesses: Sequence[str
         "## Tracking stability", "", _tracking_text(metrics.get("tracking")), "",
         "## Known weaknesses",
     ]
-    known = measured_weaknesses(metrics) + list(weaknesses)
+    known = measured_weaknesses(metrics) + list(metrics.get("weaknesses") or ())
     lines += ["- %s" % w for w in known] or ["- none recorded"]
     n = metrics["test_data"]["faces"]
     lines += ["- %d test faces is a small benchmark: one face moves the mean NME by ~%.1f pp per 10 pp "
@@ -506,7 +507,7 @@ def refresh_release(release_dir: str, data_root: Optional[str] = None,
     bytes, new bytes)}. Why: the runs a release came from live in runs/, which is not in git.
 
     ONNX Runtime must give bit-identical outputs before and after on seeded inputs, and the card must
-    be the one `model_card` renders from the release's metrics (no `--weakness` lines it would lose);
+    be the one `model_card` renders from the release's metrics (no hand edits it would lose);
     otherwise ReleaseError, and the release is left as it was (the new one is built beside it and
     swapped in whole)."""
     import onnx
@@ -517,8 +518,9 @@ def refresh_release(release_dir: str, data_root: Optional[str] = None,
     metrics = read_json(os.path.join(release_dir, METRICS_FILE))
     with open(os.path.join(release_dir, "MODEL_CARD.md"), encoding="utf-8") as f:
         if f.read() != model_card(metrics, cfg):
-            raise ReleaseError("%s/MODEL_CARD.md is not what its metrics.json renders (extra --weakness "
-                               "lines?): re-release the run instead" % release_dir)
+            raise ReleaseError("%s/MODEL_CARD.md is not what its metrics.json renders (edited by hand, "
+                               "or --weakness lines from before metrics.json kept them?): re-release the "
+                               "run instead" % release_dir)
     meta = read_json(os.path.join(release_dir, META))
     changed = {}  # type: Dict[str, Tuple[int, int]]
     with scratch_dir(os.path.dirname(os.path.abspath(release_dir))) as tmp:

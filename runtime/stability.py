@@ -327,12 +327,18 @@ def study_rows(summary: Dict[str, Any]) -> Tuple[List[str], List[List[str]]]:
     return header, rows
 
 
+def recrop_verdict(summary: Dict[str, Any]) -> str:
+    """The true-box chain against the re-crop target (also a release card's weakness line)."""
+    s = summary
+    return ("one-shot NME %.2f %% -> %.2f %% after %d re-crops (%+.1f %%; target <= +%.0f %%: %s)"
+            % (100 * s["one_shot_nme"], 100 * s["recrop_nme"], s["iterations"], 100 * s["recrop_increase"],
+               100 * s["target_increase"], "PASS" if s["recrop_ok"] else "FAIL"))
+
+
 def study_verdict(summary: Dict[str, Any]) -> str:
     """One line: the true-box chain against the re-crop target, and where the jittered chains end."""
     s = summary
-    out = ("one-shot NME %.2f %% -> %.2f %% after %d re-crops (%+.1f %%; target <= +%.0f %%: %s)"
-           % (100 * s["one_shot_nme"], 100 * s["recrop_nme"], s["iterations"], 100 * s["recrop_increase"],
-              100 * s["target_increase"], "PASS" if s["recrop_ok"] else "FAIL"))
+    out = recrop_verdict(s)
     for r in s["rows"][1:]:
         out += ("; %s (%s): %.2f %% -> %.2f %%, %.0f %% of chains rejoined"
                 % (r["start"], s["mode"], 100 * r["nme"][0], 100 * r["nme"][-1], 100 * r["rejoined"]))

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "faces98")
+from keras_flm.shared_tree import FACES98, display_path  # noqa: E402
 
 
 def plot_curves(summary: Dict[str, Any], path: str, title: str) -> None:
@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mirror", action="store_true",
                     help="average each face with its mirrored crop (flm-dpu run --mirror)")
-    ap.add_argument("--data", default=DEFAULT_DATA, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--data", default=FACES98, help="WFLW-layout root (default: %(default)s)")
     ap.add_argument("--split", choices=["test", "train", "val"], default="test",
                     help="val: the validation faces of --run (rebuilt from its config.json)")
     ap.add_argument("--run", default=None, help="training run whose validation split --split val uses")
@@ -173,12 +173,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         be.close()
     summary = S.summarize_study(study)
-    summary.update(model=info, data=a.data, split=a.split, occlude=a.occlude,
+    summary.update(model=info, data=display_path(a.data), split=a.split, occlude=a.occlude,
                    seconds=time.perf_counter() - t0)
     header, rows = S.study_rows(summary)
     title = ("%s on %d %s faces%s of %s (%s), %d re-crops, jitter %s (%s) x %d draws, seed %d"
              % (os.path.basename(a.model), summary["faces"], a.split,
-                " (lower %g occluded)" % a.occlude if a.occlude else "", a.data,
+                " (lower %g occluded)" % a.occlude if a.occlude else "", summary["data"],
                 info.get("foreign_spec") or info.get("backend"), a.recrop, a.jitter, a.jitter_mode, a.draws,
                 a.seed))
     summary["markdown"] = "%s\n\n%s\n\n%s" % (title, markdown_table(header, rows), S.study_verdict(summary))

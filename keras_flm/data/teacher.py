@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from keras_flm.shared_tree import TEACHER_DIR
 from runtime.backends.mirror import unmirror
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, box_from_landmarks, crop_face, to_frame
@@ -22,17 +23,12 @@ TEACHER_SPEC = "channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01"
 REFINE_STEPS = 2
 
 
-def default_teacher_dir() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(os.path.dirname(here), "shared", "models", "pfld_ghostone")
-
-
 def load_teachers(model_dir: Optional[str] = None, files: Sequence[str] = TEACHER_FILES,
                   threads: Optional[int] = None) -> List[Any]:
     """The ensemble's backends; FileNotFoundError naming the first missing file."""
     from runtime.backends.foreign import load_foreign
 
-    model_dir = model_dir or default_teacher_dir()
+    model_dir = model_dir or TEACHER_DIR
     paths = [os.path.join(model_dir, f) for f in files]
     for p in paths:
         if not os.path.isfile(p):

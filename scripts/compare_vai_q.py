@@ -35,6 +35,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from runtime.json_files import read_json  # noqa: E402  (stdlib only: loads in the vai_q venv too)
+
 VARIANTS = {"vai_q": True, "vai_q_nocle": False}  # name -> include_cle
 SECTION = "Predicted board accuracy (vai_q vs DPU emulation)"
 
@@ -288,7 +290,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     inputs = {"fp32_md5": md5_file(fp32), "calib": len(calib), "calib_batch": a.calib_batch, "split": a.split,
               "faces": len(records), "vai_q": env.root, "output_offset": VitisConfig().output_offset}
     stamp = os.path.join(work, "vai_q_inputs.json")
-    if a.reuse and os.path.isfile(stamp) and json.load(open(stamp)) == inputs:
+    if a.reuse and read_json(stamp, None) == inputs:
         print("reusing vai_q's results in %s (same model, crops and settings)" % work, flush=True)
     else:
         rc = vai_q_env.run_python(env, [os.path.abspath(__file__), "--worker", os.path.abspath(fp32),
@@ -317,8 +319,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     preds["tflite"], tflite_what = tflite_preds(run, work, model, calib, cfg, test)
     for name in VARIANTS:
         preds[name] = np.load(os.path.join(work, "pred_%s.npy" % name))
-        with open(os.path.join(work, "info_%s.json" % name)) as f:
-            infos[name] = json.load(f)
+        infos[name] = read_json(os.path.join(work, "info_%s.json" % name))
     preds = {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in preds.items()}
     res = {"run": run, "split": a.split, "faces": len(records), "calib": len(calib),
            "calib_batch": a.calib_batch, "tflite": tflite_what,

@@ -50,3 +50,28 @@ def test_missing_files_fail_with_their_names(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert eval_by_pose.main(["--run", str(tmp_path), "--model", str(tmp_path / "nope.onnx")]) == 2
     assert "nope.onnx" in capsys.readouterr().err
+
+
+def test_train_sample_is_a_seeded_draw_in_list_order():
+    faces = list(range(100))
+    a, b = eval_by_pose.train_sample(faces, 10), eval_by_pose.train_sample(faces, 10)
+    assert a == b == sorted(a) and len(set(a)) == 10
+    assert eval_by_pose.train_sample(faces, 10, seed=1) != a
+    assert eval_by_pose.train_sample(faces[:5], 10) == faces[:5]
+
+
+def test_fit_columns_follow_the_validation_sources_they_compare_with():
+    keys = ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal", "test", "test_pose", "test_other")
+    row = {k: {"nme": 0.04, "count": 10} for k in keys}
+    row.update(train_lfw={"nme": 0.03, "count": 7}, train_scenes={"nme": 0.035, "count": 3})
+    head = eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
+    assert ("| val LFW (10) | val scene crops (10) | train LFW (fit) (7) | train scene crops (fit) (3) |"
+            in head)
+
+
+def test_a_negative_train_sample_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    assert eval_by_pose.main(["--run", str(tmp_path), "--model", str(model), "--train-sample", "-1"]) == 2
+    assert "--train-sample must be >= 0" in capsys.readouterr().err

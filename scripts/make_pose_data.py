@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -72,6 +72,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--max-disagree", type=float, default=0.10,
                     help="drop a face whose teacher and warp inner points differ by more "
                          "(inter-ocular units)")
+    ap.add_argument("--source", action="append", default=[], metavar="PREFIX",
+                    help="turn only faces whose image path starts with PREFIX (repeatable; e.g. "
+                         "wflw_pseudo/ for the WFLW scene crops; default: every face)")
     ap.add_argument("--limit", type=int, default=0,
                     help="turn at most this many source faces, drawn at random (0: all)")
     ap.add_argument("--teachers", default=None,
@@ -108,6 +111,24 @@ def split_faces(data: str, run: str, part: str = "train") -> Tuple[List[Any], Di
     return (val if part == "val" else train), record
 
 
+class SourceError(ValueError):
+    """--source matches no face."""
+
+
+def from_sources(faces: Sequence[Any], prefixes: Sequence[str]) -> List[Any]:
+    """The faces whose image path starts with one of `prefixes` (all of them without prefixes).
+
+    Why: validation says where the model over-fits (scripts/eval_by_pose.py --train-sample): the
+    WFLW scene crops, not the LFW faces, so new views are worth most made from them."""
+    if not prefixes:
+        return list(faces)
+    kept = [r for r in faces if r.rel_path.startswith(tuple(prefixes))]
+    if not kept:
+        raise SourceError("--source %s: no face's image path starts with %s"
+                         % (", ".join(prefixes), " or ".join(prefixes)))
+    return kept
+
+
 def make(a: argparse.Namespace) -> Dict[str, Any]:
     import cv2
     from tqdm import tqdm
@@ -122,10 +143,11 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
 
     t0 = time.time()
     faces, split = split_faces(a.data, a.run, a.part)
+    candidates = from_sources(faces, a.source)
     teachers = load_teachers(a.teachers)
     rng = np.random.default_rng(a.seed)
     sources = []
-    for r in faces:
+    for r in candidates:
         try:
             yaw = label_euler(r.landmarks, DEFAULT_SPEC)[1]
         except ValueError:
@@ -182,7 +204,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
         if a.part == "train":
             open(os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % "test"), "w").close()
         summary = {"source": os.path.abspath(a.data), "run_split": a.run, "part": a.part,
-                   "source_faces": len(faces),
+                   "source_faces": len(faces), "source_prefixes": list(a.source),
                    "turned_sources": len(sources), "kept": len(lines), "dropped": dropped,
                    "yaw_range_deg": [a.yaw_min, a.yaw_max], "max_source_yaw": a.max_source_yaw,
                    "max_disagree": a.max_disagree, "per_face": a.per_face, "seed": a.seed,
@@ -226,7 +248,11 @@ def write_sheet(items: List[Any], path: str, tile: int = 160, cols: int = 6) -> 
 
 def main(argv: List[str] = None) -> int:
     a = parse_args(sys.argv[1:] if argv is None else argv)
-    s = make(a)
+    try:
+        s = make(a)
+    except SourceError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
     print("wrote %s: %d turned faces from %d sources (dropped: %s; median inner disagreement %.3f IOD) "
           "in %.0f s" % (a.out, s["kept"], s["turned_sources"], s["dropped"], s["disagreement_median"] or 0,
                          s["seconds"]))

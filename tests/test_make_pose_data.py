@@ -83,3 +83,18 @@ def test_turned_validation_faces_are_a_test_list_that_training_refuses(shared_da
         (out / "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_test.txt").read_text())
     with pytest.raises(ValueError, match="judge of models"):  # and its split record says why
         check_extra_train([out], str(faces98), RunConfig().train)
+
+
+def test_source_prefixes_choose_the_faces_to_turn(faces98, tmp_path, capsys):
+    from runtime.wflw import read_annotations
+
+    faces = read_annotations(str(faces98), "train", check_images=False)
+    scenes = make_pose_data.from_sources(faces, ["wflw_pseudo/"])
+    assert scenes and all(r.rel_path.startswith("wflw_pseudo/") for r in scenes)
+    assert len(make_pose_data.from_sources(faces, ["wflw_pseudo/", "lfw/"])) == len(faces)
+    assert make_pose_data.from_sources(faces, []) == faces
+    # a prefix that matches nothing stops before the teachers load, and writes nothing
+    assert make_pose_data.main(["--data", str(faces98), "--out", str(tmp_path / "o"),
+                                "--source", "wflw_pseudo"[::-1]]) == 2
+    assert "no face's image path starts with" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".tmp-pose-*"))

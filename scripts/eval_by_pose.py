@@ -103,7 +103,8 @@ def table(rows: Dict[str, Dict[str, Dict[str, Any]]], min_yaw: float) -> str:
         cols[1:1] = [("val_synth_turned", "val turned 20-50 deg (synthetic)"),
                      ("val_pose_weighted", "val, turned at %.0f %%" % (100 * POSE_SHARE))]
     if "train_lfw" in first:
-        cols[3:3] = [("train_lfw", "train LFW (fit)"), ("train_scenes", "train scene crops (fit)")]
+        at = [k for k, _ in cols].index("val_scenes") + 1  # beside the validation sources they compare with
+        cols[at:at] = [("train_lfw", "train LFW (fit)"), ("train_scenes", "train scene crops (fit)")]
     head = ["model"] + ["%s (%d)" % (name, first[key]["count"]) for key, name in cols]
     return markdown_table(head, [[model] + [None if r[k]["nme"] is None else "%.2f" % (100 * r[k]["nme"])
                                             for k, _ in cols] for model, r in rows.items()])

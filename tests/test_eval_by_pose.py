@@ -64,9 +64,10 @@ def test_fit_columns_follow_the_validation_sources_they_compare_with():
     keys = ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal", "test", "test_pose", "test_other")
     row = {k: {"nme": 0.04, "count": 10} for k in keys}
     row.update(train_lfw={"nme": 0.03, "count": 7}, train_scenes={"nme": 0.035, "count": 3})
-    head = eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
-    assert ("| val LFW (10) | val scene crops (10) | train LFW (fit) (7) | train scene crops (fit) (3) |"
-            in head)
+    beside = "| val LFW (10) | val scene crops (10) | train LFW (fit) (7) | train scene crops (fit) (3) |"
+    assert beside in eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
+    row.update(val_synth_turned={"nme": 0.06, "count": 9}, val_pose_weighted={"nme": 0.0426, "count": 19})
+    assert beside in eval_by_pose.table({"m.h5": row}, 15.0).splitlines()[0]
 
 
 def test_a_negative_train_sample_is_refused(tmp_path, capsys):

@@ -14,12 +14,12 @@ weighs); the test split's `pose` flag is WFLW's human one.
 `--turned-val ROOT` (scripts/make_pose_data.py --part val) adds the run's validation faces turned
 20-50 degrees, and the release gate's check 1 (validation with those at WFLW's large-pose share).
 
-`--train-sample N` also scores N of the run's own training faces (a seeded draw), by source: how
+`--train-sample N` also scores N of the run's own training faces (runtime.wflw.subset's draw), by source: how
 well the model fits what it trained on. Fit close to validation = under-fitting (more capacity or
 training would help); fit well below it = over-fitting (more or different data would). Stop 33,
 `--run models/pfld98_w1 --model models/pfld98_w1/qat_int8.onnx --train-sample 800`: the release
-fits its 186 drawn training scene crops at 3.56 % against 3.92 % on the validation ones, and its
-614 training LFW faces at 2.94 % against 3.01 %.
+fits its 178 drawn training scene crops at 3.46 % against 3.92 % on the validation ones, and its
+622 training LFW faces at 2.90 % against 3.01 %.
 
 Models go through the serving crop and backends (runtime.evaluate), like `flm eval`.
 """
@@ -51,14 +51,6 @@ def _mean(nmes: np.ndarray, mask: np.ndarray) -> Dict[str, Any]:
 def is_lfw(records: Sequence[Any]) -> np.ndarray:
     """Which faces are LFW's (one centred face per photo); the others are crops of WFLW scenes."""
     return np.array([r.rel_path.startswith("lfw/") for r in records], bool)
-
-
-def train_sample(train: Sequence[Any], count: int, seed: int = 0) -> List[Any]:
-    """`count` training faces drawn without replacement (all of them if there are fewer), in list order."""
-    if count >= len(train):
-        return list(train)
-    idx = np.sort(np.random.default_rng(seed).choice(len(train), count, replace=False))
-    return [train[i] for i in idx]
 
 
 def score(model: str, val: Sequence[Any], test: Sequence[Any], val_yaw: np.ndarray, min_yaw: float,
@@ -125,6 +117,7 @@ def main(argv: List[str] = None) -> int:
 
     from keras_flm.config import RunConfig
     from keras_flm.evaluate import EvalError, load_split
+    from runtime.wflw import subset
 
     cfg_path = os.path.join(args.run, "config.json")
     if not os.path.isfile(cfg_path):
@@ -150,7 +143,7 @@ def main(argv: List[str] = None) -> int:
         print("error: %s" % e, file=sys.stderr)
         return 2
     yaw = label_yaw(val, cfg.crop)
-    fit = train_sample(train, args.train_sample) if args.train_sample else []
+    fit = subset(train, args.train_sample) if args.train_sample else []
     rows = {m: score(m, val, test, yaw, args.min_yaw, cfg.crop, turned, fit) for m in args.model}
     print(table(rows, args.min_yaw))
     if args.json:

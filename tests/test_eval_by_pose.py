@@ -52,14 +52,6 @@ def test_missing_files_fail_with_their_names(tmp_path, capsys):
     assert "nope.onnx" in capsys.readouterr().err
 
 
-def test_train_sample_is_a_seeded_draw_in_list_order():
-    faces = list(range(100))
-    a, b = eval_by_pose.train_sample(faces, 10), eval_by_pose.train_sample(faces, 10)
-    assert a == b == sorted(a) and len(set(a)) == 10
-    assert eval_by_pose.train_sample(faces, 10, seed=1) != a
-    assert eval_by_pose.train_sample(faces[:5], 10) == faces[:5]
-
-
 def test_fit_columns_follow_the_validation_sources_they_compare_with():
     keys = ("val", "val_lfw", "val_scenes", "val_turned", "val_frontal", "test", "test_pose", "test_other")
     row = {k: {"nme": 0.04, "count": 10} for k in keys}

@@ -24,3 +24,9 @@ def display_path(path: str) -> str:
     if parent != os.path.dirname(parent) and full.startswith(parent + os.sep):
         return os.path.relpath(full, REPO)
     return path
+
+
+def data_help(what: str = "WFLW-layout root") -> str:
+    """A `--data` option's help naming FACES98 as the checkout sees it: argparse's `%(default)s`
+    printed this machine's absolute path, which means nothing on the next one."""
+    return "%s (default: %s)" % (what, display_path(FACES98))

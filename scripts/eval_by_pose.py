@@ -34,7 +34,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help  # noqa: E402
 
 
 def label_yaw(records: Sequence[Any], spec: Any) -> np.ndarray:
@@ -105,7 +105,7 @@ def table(rows: Dict[str, Dict[str, Dict[str, Any]]], min_yaw: float) -> str:
 def main(argv: List[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run directory whose validation split to rebuild")
-    ap.add_argument("--data", default=FACES98, help="WFLW-layout root (default ../shared/data/faces98)")
+    ap.add_argument("--data", default=FACES98, help=data_help())
     ap.add_argument("--model", action="append", required=True, help="model file (repeatable)")
     ap.add_argument("--turned-val", default=None,
                     help="turned validation set of this run's split (scripts/make_pose_data.py --part val)")

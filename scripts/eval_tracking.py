@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98, display_path  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help, display_path  # noqa: E402
 
 
 def plot_curves(summary: Dict[str, Any], path: str, title: str) -> None:
@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mirror", action="store_true",
                     help="average each face with its mirrored crop (flm-dpu run --mirror)")
-    ap.add_argument("--data", default=FACES98, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--data", default=FACES98, help=data_help())
     ap.add_argument("--split", choices=["test", "train", "val"], default="test",
                     help="val: the validation faces of --run (rebuilt from its config.json)")
     ap.add_argument("--run", default=None, help="training run whose validation split --split val uses")

@@ -21,7 +21,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help  # noqa: E402
 
 
 def predict(backend: Any, records: List[Any]) -> np.ndarray:
@@ -54,7 +54,7 @@ def rows(pairs: Dict[str, Any], gt: np.ndarray, pose: np.ndarray) -> List[Dict[s
 def main(argv: List[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="an flm model file (.onnx, .tflite, .h5) or bundle")
-    ap.add_argument("--data", default=FACES98)
+    ap.add_argument("--data", default=FACES98, help=data_help())
     ap.add_argument("--teachers", default=None, help="directory of the teacher ONNX files")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)

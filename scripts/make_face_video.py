@@ -37,7 +37,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help  # noqa: E402
 from runtime.preprocess import box_from_landmarks  # noqa: E402
 
 FOURCC = "mp4v"
@@ -258,7 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="video to write (.mp4)")
     ap.add_argument("--truth", default=None, help="ground truth JSON (default: OUT.json)")
-    ap.add_argument("--data", default=FACES98, help="WFLW-layout root (default: %(default)s)")
+    ap.add_argument("--data", default=FACES98, help=data_help())
     ap.add_argument("--split", choices=["test", "train", "val"], default="test",
                     help="val: the validation faces of --run (rebuilt from its config.json)")
     ap.add_argument("--run", default=None, help="run or release whose validation faces --split val uses")

@@ -33,7 +33,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help  # noqa: E402
 
 IMAGE_SUBDIR = "synth_pose"  # rel paths start with it: `--oversample synth_pose/=N` selects them
 INNER = slice(33, 98)
@@ -56,7 +56,7 @@ def wflw_line(pts: np.ndarray, attributes: np.ndarray, rel: str) -> str:
 def parse_args(argv: List[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=FACES98, help="source WFLW root (its train list)")
+    ap.add_argument("--data", default=FACES98, help=data_help("source WFLW root (its train list)"))
     ap.add_argument("--out", required=True, help="new WFLW root to write (must not exist unless --overwrite)")
     ap.add_argument("--run", default=None,
                     help="training run whose split to respect (its config.json seed / val_fraction / "

@@ -18,13 +18,16 @@ from typing import List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from keras_flm.shared_tree import display_path  # noqa: E402
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     from runtime.release import RELEASE_NAME
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--release", default=os.path.join(REPO, "models", RELEASE_NAME),
-                    help="release directory (default: %(default)s)")
+    release = os.path.join(REPO, "models", RELEASE_NAME)
+    ap.add_argument("--release", default=release,
+                    help="release directory (default: %s)" % display_path(release))
     ap.add_argument("--data", default=None,
                     help="WFLW-layout root for records that must be measured (default: the release's own)")
     a = ap.parse_args(argv)

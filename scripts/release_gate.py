@@ -19,7 +19,7 @@ from typing import List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help, display_path  # noqa: E402
 
 
 def _fmt(v: Optional[float], signed: bool = False) -> str:
@@ -33,9 +33,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="the candidate: a quantized training run directory")
-    ap.add_argument("--release", default=os.path.join(REPO, "models", RELEASE_NAME),
-                    help="the release to beat (default: %(default)s; none there: only the INT8 check)")
-    ap.add_argument("--data", default=FACES98, help="WFLW-layout root (default: %(default)s)")
+    release = os.path.join(REPO, "models", RELEASE_NAME)
+    ap.add_argument("--release", default=release,
+                    help="the release to beat (default: %s; none there: only the INT8 check)"
+                    % display_path(release))
+    ap.add_argument("--data", default=FACES98, help=data_help())
     ap.add_argument("--turned-val", default=None,
                     help="turned validation set (scripts/make_pose_data.py --part val): check 1 then "
                          "weighs it at WFLW's large-pose share (quant/release_gate.py)")

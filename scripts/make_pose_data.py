@@ -33,7 +33,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from keras_flm.shared_tree import FACES98, data_help  # noqa: E402
+from keras_flm.shared_tree import FACES98, data_help, display_path  # noqa: E402
 
 IMAGE_SUBDIR = "synth_pose"  # rel paths start with it: `--oversample synth_pose/=N` selects them
 INNER = slice(33, 98)
@@ -203,7 +203,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
             f.write("\n".join(lines) + "\n")
         if a.part == "train":
             open(os.path.join(tmp, ANNOTATION_DIR, LIST_NAME % "test"), "w").close()
-        summary = {"source": os.path.abspath(a.data), "run_split": a.run, "part": a.part,
+        summary = {"source": display_path(a.data), "run_split": a.run, "part": a.part,
                    "source_faces": len(faces), "source_prefixes": list(a.source),
                    "turned_sources": len(sources), "kept": len(lines), "dropped": dropped,
                    "yaw_range_deg": [a.yaw_min, a.yaw_max], "max_source_yaw": a.max_source_yaw,

@@ -44,6 +44,10 @@ def test_turned_faces_form_a_training_root_from_training_faces_only(shared_data,
     recs = read_annotations(str(out), "train")
     summary = json.loads((out / "pose_data.json").read_text())
     assert 1 <= len(recs) == summary["kept"] <= 4 and sheet.is_file()
+    # the source root as every checkout sees it (it was this machine's absolute path)
+    from keras_flm.shared_tree import display_path
+
+    assert summary["source"] == display_path(str(faces98))
     assert all(r.rel_path.startswith("synth_pose/") for r in recs)
     val = load_split(str(faces98), "val", RunConfig())[0]
     val_stems = {v.rel_path.rsplit(".", 1)[0].replace("/", "__") for v in val}

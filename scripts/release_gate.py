@@ -96,7 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for who, scores in (("candidate", cand), ("release", base)):
             if scores is None:
                 continue
-            with tqdm(total=len(turned), desc="turned val, %s" % fp32[who], unit="face", leave=False) as bar:
+            desc = "turned val, %s" % display_path(fp32[who])
+            with tqdm(total=len(turned), desc=desc, unit="face", leave=False) as bar:
                 res = evaluate_model(fp32[who], turned, cfg.crop, progress=bar.update)
                 scores["fp32_turned_val"] = float(res["metrics"]["nme"])
     checks = (G.validation_checks if a.fp32_only else G.gate_checks)(cand, base)
@@ -104,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              _fmt(c["release"]), c["rule"], "PASS" if c["ok"] else "FAIL"] for c in checks]
     ok = G.passed(checks)
     print("%s against %s on %d validation faces (NME %%%s)\n"
-          % (a.run, a.release if base is not None else "no release", len(records),
+          % (a.run, display_path(a.release) if base is not None else "no release", len(records),
              "" if a.fp32_only else "; INT8 rows: pp against the run's FP32 on test"))
     print(markdown_table(["check", "candidate", "release", "rule", ""], rows))
     shown = [] if a.fp32_only else G.reported(cand, base)
@@ -117,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n%s" % (verdict if ok else "FAIL (%s): keep the release" % "; ".join(failed)))
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"run": a.run, "release": a.release if base is not None else None,
+            json.dump({"run": a.run, "release": display_path(a.release) if base is not None else None,
                        "faces": len(records), "models": models, "checks": checks, "reported": shown,
                        "fp32_only": a.fp32_only, "passed": ok}, f, indent=2)
         print("wrote %s" % a.json_out)

@@ -119,8 +119,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"run": a.run, "release": display_path(a.release) if base is not None else None,
-                       "faces": len(records), "models": models, "checks": checks, "reported": shown,
-                       "fp32_only": a.fp32_only, "passed": ok}, f, indent=2)
+                       "faces": len(records), "models": {k: display_path(v) for k, v in models.items()},
+                       "checks": checks, "reported": shown, "fp32_only": a.fp32_only, "passed": ok},
+                      f, indent=2)
         print("wrote %s" % a.json_out)
     return 0 if ok else 1
 

@@ -150,6 +150,8 @@ def test_gate_script_against_a_release_of_the_same_run(release_run, faces98, tmp
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS: release it" in r.stdout
     g = json.load(open(out))
+    # paths outside the checkout's parent (tmp_path) are recorded as given
+    assert g["release"] == rel and g["models"]["release"].startswith(rel + os.sep)
     recrop = {c["check"]: c for c in g["checks"]}["val after 10 re-crops"]
     assert g["passed"] and g["faces"] == 4 and recrop["candidate"] == pytest.approx(recrop["release"])
     # the jittered-start probe is shown for both models and decides nothing

@@ -28,14 +28,20 @@ MODELS_DIR = "models"
 BUNDLE_SUBDIR = "bundle"
 
 
+def source_release(name: str = RELEASE_NAME) -> str:
+    """<repo>/models/NAME: the release in the source checkout (search order's second place; the
+    release scripts' default, since they work on the checkout's release, not $FLM_RELEASE_DIR's)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repo, MODELS_DIR, name)
+
+
 def release_candidates(name: str = RELEASE_NAME) -> List[str]:
     """Directories that may hold the release, in search order."""
     out = []  # type: List[str]
     env = os.environ.get("FLM_RELEASE_DIR")
     if env:
         out.append(env)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out.append(os.path.join(repo, MODELS_DIR, name))
+    out.append(source_release(name))
     out.append(os.path.join(sys.prefix, "share", "flm", "release"))
     return out
 

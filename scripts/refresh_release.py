@@ -22,10 +22,10 @@ from keras_flm.shared_tree import display_path  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from runtime.release import RELEASE_NAME
+    from runtime.release import source_release
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    release = os.path.join(REPO, "models", RELEASE_NAME)
+    release = source_release()
     ap.add_argument("--release", default=release,
                     help="release directory (default: %s)" % display_path(release))
     ap.add_argument("--data", default=None,

@@ -29,11 +29,11 @@ def _fmt(v: Optional[float], signed: bool = False) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from runtime.release import RELEASE_NAME
+    from runtime.release import source_release
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="the candidate: a quantized training run directory")
-    release = os.path.join(REPO, "models", RELEASE_NAME)
+    release = source_release()
     ap.add_argument("--release", default=release,
                     help="the release to beat (default: %s; none there: only the INT8 check)"
                     % display_path(release))

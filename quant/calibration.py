@@ -1,15 +1,16 @@
 """Real crops for calibration and parity checks, made exactly as training and serving make them.
 
-Calibration images come from the run's TRAINING split only, selected exactly as
+Calibration images come from the faces the run TRAINED on, selected exactly as
 keras_flm.train.load_data selects them (optional `max_images` subset, then
-`split_train_val` with the run's seed), so no validation or test face leaks into
-quantization. Every crop goes through `runtime.preprocess.crop_face`
-on the landmarks' bounding box, the box training crops from (runtime.evaluate.face_box).
+`split_train_val` with the run's seed, plus the whole train lists of its --extra-train
+roots: runtime.wflw.calibration_pool), so no validation or test face leaks into quantization.
+Every crop goes through `runtime.preprocess.crop_face` on the landmarks' bounding box, the box
+training crops from (runtime.evaluate.face_box).
 The Vitis AI helper reuses `calibration_crops`, so vai_q and the TFLite/ORT quantizers
 see the same images.
 """
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import click
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from quant.run import load_config
 from runtime.evaluate import face_box, load_image
 from runtime.preprocess import CropSpec, crop_face
-from runtime.wflw import AnnotationError, read_annotations, run_split
+from runtime.wflw import AnnotationError, calibration_pool, draw_records, read_annotations, run_split
 
 
 def crop_records(records: Sequence, spec: CropSpec, desc: str = "cropping", workers: int = 2) -> np.ndarray:
@@ -52,7 +53,7 @@ def split_records(run_dir: str, split: str) -> List:
     try:
         if split == "test":
             return read_annotations(root, "test")
-        # the --data root only, not cfg.train.extra_train: PTQ calibrates on the same real faces as before it
+        # the --data root's split only; calibration_set adds the run's --extra-train faces
         t = cfg.train
         _, train, val = run_split(read_annotations(root, "train"), t.seed, t.val_fraction, t.max_images)
     except AnnotationError as e:
@@ -64,28 +65,41 @@ def split_records(run_dir: str, split: str) -> List:
     raise ValueError("split must be train, val or test, got %r" % (split,))
 
 
-def calibration_crops(run_dir: str, n: int, seed: int = 0) -> np.ndarray:
-    """`n` uint8 (n, 112, 112) crops drawn without replacement from the run's training split.
+def calibration_set(run_dir: str, n: int, seed: int = 0) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """(`n` uint8 (n, 112, 112) crops, where they came from) drawn without replacement from the faces the
+    run trained on (runtime.wflw.calibration_pool). The second item is for quant.json: the extra roots
+    used and those missing here, which a warning names (the run was trained on another machine).
 
-    Raises click.ClickException when the split holds fewer than `n` faces (asking for 500
+    Raises click.ClickException when the pool holds fewer than `n` faces (asking for 500
     and silently getting 40 would make a different, worse quantization).
     """
     if n < 1:
         raise click.ClickException("calibration needs at least 1 image, got %d" % n)
-    records = split_records(run_dir, "train")
+    cfg = load_config(run_dir)
+    root, t = _data_root(run_dir), cfg.train
+    try:
+        records, used, missing = calibration_pool(root, t.seed, t.val_fraction, t.max_images, t.extra_train)
+    except AnnotationError as e:
+        raise click.ClickException(str(e)) from None
+    for extra in missing:
+        click.echo("warning: --extra-train root %s (%s/config.json) is not here: calibrating on the "
+                   "training split of %s alone" % (extra, run_dir, root), err=True)
     if len(records) < n:
         raise click.ClickException(
-            "asked for %d calibration images but the training split of %s has only %d faces "
-            "(pass --calib %d or fewer)" % (n, _data_root(run_dir), len(records), len(records)))
-    pick = np.sort(np.random.default_rng(seed).choice(len(records), size=n, replace=False))
-    spec = load_config(run_dir).crop
-    return crop_records([records[i] for i in pick], spec, desc="calibration crops")
+            "asked for %d calibration images but the training faces of %s have only %d "
+            "(pass --calib %d or fewer)" % (n, " + ".join([root] + used), len(records), len(records)))
+    crops = crop_records(draw_records(records, n, seed), cfg.crop, desc="calibration crops")
+    return crops, {"calib_extra_roots": used, "calib_extra_missing": missing}
+
+
+def calibration_crops(run_dir: str, n: int, seed: int = 0) -> np.ndarray:
+    """The crops of calibration_set (the Vitis AI helper and the tests want the crops alone)."""
+    return calibration_set(run_dir, n, seed)[0]
 
 
 def sample_crops(run_dir: str, split: str, n: int, seed: int = 0) -> np.ndarray:
     """Up to `n` crops of a split (all of it when smaller): parity checks and quick looks."""
     records = split_records(run_dir, split)
     if len(records) > n:
-        pick = np.sort(np.random.default_rng(seed).choice(len(records), size=n, replace=False))
-        records = [records[i] for i in pick]
+        records = draw_records(records, n, seed)
     return crop_records(records, load_config(run_dir).crop, desc="%s crops" % split)

@@ -114,19 +114,19 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
         evaluate: bool = True, log: Log = print) -> Dict[str, Any]:
     """PTQ of RUN/fp32.h5 on `pcfg.calib_images` training crops; see quant/ptq.py."""
     from quant import ptq as P
-    from quant.calibration import calibration_crops
+    from quant.calibration import calibration_set
     from quant.export import keras_predict
     from quant.scheme import SchemeOptions
 
     cfg = R.load_config(run_dir)
     fp32_h5 = R.fp32_path(run_dir)
     t_start = time.perf_counter()
-    calib = calibration_crops(run_dir, pcfg.calib_images, pcfg.calib_seed)
+    calib, sources = calibration_set(run_dir, pcfg.calib_images, pcfg.calib_seed)
     t_calib = time.perf_counter() - t_start
     model = load_keras(fp32_h5)
     crops = _parity_crops(run_dir, xcfg)
     ref = keras_predict(model, crops, cfg.crop)
-    common = dict(method="ptq", scheme=scheme, calib_images=len(calib), calib_seed=pcfg.calib_seed,
+    common = dict(method="ptq", scheme=scheme, calib_images=len(calib), calib_seed=pcfg.calib_seed, **sources,
                   calib_crops_s=round(t_calib, 3), activation=cfg.model.activation, width=cfg.model.width)
     written: List[str] = []
     out: Dict[str, Any] = {"calib_crops_s": t_calib}
@@ -337,7 +337,7 @@ def _infer(path: str, crops: np.ndarray, spec) -> np.ndarray:
 def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "default",
         onnx: bool = True, evaluate: bool = True, log: Log = print) -> Dict[str, Any]:
     from quant import ptq as P
-    from quant.calibration import calibration_crops
+    from quant.calibration import calibration_set
     from quant.export import keras_predict, ort_kernel_check
     from quant.files import write_bytes
     from quant.qat import float_folded_model, run_qat
@@ -346,7 +346,7 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
     R.fp32_path(run_dir)
     train_path = R.training_model_path(run_dir)
     t_start = time.perf_counter()
-    calib = calibration_crops(run_dir, qcfg.calib_images, pcfg.calib_seed)
+    calib, sources = calibration_set(run_dir, qcfg.calib_images, pcfg.calib_seed)
     result = run_qat(load_keras(train_path), cfg, qcfg, scheme, calib, pcfg, log=log)
     qinfer, hist = result["qinfer"], result["history"]
     t_train = time.perf_counter() - t_start
@@ -360,7 +360,8 @@ def qat(run_dir: str, qcfg: QatConfig, pcfg: PtqConfig, xcfg: ExportConfig, sche
     fq = keras_predict(qinfer, crops, cfg.crop)
     tfl_out = _infer(tfl, crops, cfg.crop)
     common = dict(method="qat", scheme=scheme, activation=cfg.model.activation, width=cfg.model.width,
-                  calib_images=len(calib), fine_tune_s=round(t_train, 3), epochs_run=len(hist["val_nme"]) - 1,
+                  calib_images=len(calib), **sources, fine_tune_s=round(t_train, 3),
+                  epochs_run=len(hist["val_nme"]) - 1,
                   best_epoch=hist["best_epoch"], val_nme_before=hist["val_nme"][0],
                   val_nme_best=hist["best_val_nme"], val_nme_history=hist["val_nme"],
                   qat=asdict(qcfg), train_faces=hist["train_faces"], val_faces=hist["val_faces"])

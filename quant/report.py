@@ -176,7 +176,9 @@ def _notes(rows: List[Dict[str, Any]], run_dir: str) -> str:
             continue
         bits = []
         if s.get("calib_images"):
-            bits.append("%d calibration images" % s["calib_images"])
+            extra = [os.path.basename(str(e).rstrip("/")) for e in s.get("calib_extra_roots") or ()]
+            bits.append("%d calibration images%s" % (s["calib_images"], " (training split + %s)"
+                                                     % ", ".join(extra) if extra else ""))
         for k in ("granularity", "calibration", "io", "format"):
             if s.get(k) and k != "format":
                 bits.append("%s: %s" % (k, s[k]))

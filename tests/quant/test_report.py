@@ -36,7 +36,8 @@ def fake_run(tmp_path):
                "qat_pof2_dpu": dict(_entry(run, "qat_int8.onnx", 0.0611), model=None, model_bytes=None,
                                     model_sha256=None)}
     json.dump(metrics, open(os.path.join(run, "metrics.json"), "w"))
-    json.dump({"ptq_int8": {"wall_s": 42.0, "calib_images": 500, "method": "ptq", "file": "ptq_int8.tflite"},
+    json.dump({"ptq_int8": {"wall_s": 42.0, "calib_images": 500, "method": "ptq", "file": "ptq_int8.tflite",
+                            "calib_extra_roots": ["/somewhere/runs/pose_data"]},
                "qat_int8": {"wall_s": 900.0, "method": "qat", "file": "qat_int8.tflite", "epochs_run": 3,
                             "best_epoch": 2, "val_nme_before": 0.07, "val_nme_best": 0.065}},
               open(os.path.join(run, "quant.json"), "w"))
@@ -65,6 +66,7 @@ def test_table_columns_and_numbers_come_from_the_artifacts(fake_run):
     assert by[("QAT INT8", "ONNX QDQ")]["compression ×"].endswith("(vs fp32.h5)")  # no fp32.onnx here
     assert by[("QAT pof2", "DPU emulation")]["NME %"] == "6.110"
     assert "ReLU6" in ptq["model"]  # the row label shows the activation
+    assert "`ptq_int8.tflite`: 500 calibration images (training split + pose_data)" in md
 
 
 def test_changing_an_artifact_changes_the_report(fake_run):

@@ -13,7 +13,9 @@ from runtime.wflw import (
     LIST_NAME,
     AnnotationError,
     annotation_path,
+    calibration_pool,
     canonical_root,
+    draw_records,
     load_image,
     read_annotations,
     run_split,
@@ -121,6 +123,25 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
     used, tr5, va5 = run_split(recs, 3, 0.1, 20)
     assert used == subset(recs, 20, seed=3) and (tr5, va5) == split_train_val(used, 0.1, seed=3)
     assert run_split(recs, 3, 0.1, None)[1:] == (tr, va)
+
+
+def test_calibration_pool_is_the_training_faces_with_the_extra_roots(tmp_path):
+    images = ["a/img%d.jpg" % i for i in range(20)]
+    root = _root(tmp_path / "main", [_line(rel=r) for r in images], images=images)
+    extra = _root(tmp_path / "extra", [_line(rel="a/img0.jpg")] * 3)
+    _, train, val = run_split(read_annotations(root, "train"), 3, 0.2, None)
+    pool, used, missing = calibration_pool(str(root), 3, 0.2, None, [str(extra), str(tmp_path / "gone")])
+    assert [r.line for r in pool[:len(train)]] == [r.line for r in train] and len(pool) == len(train) + 3
+    assert all(r.source.startswith(str(extra)) for r in pool[len(train):])
+    assert not {r.line for r in val} & {r.line for r in pool[:len(train)]}  # never a validation face
+    assert used == [str(extra)] and missing == [str(tmp_path / "gone")]
+    assert [r.line for r in calibration_pool(str(root), 3, 0.2, None)[0]] == [r.line for r in train]
+    def keys(recs):
+        return [(r.source, r.line) for r in recs]
+
+    drawn = keys(draw_records(pool, 5, seed=1))
+    assert drawn == keys(draw_records(pool, 5, seed=1)) != keys(draw_records(pool, 5, seed=2))
+    assert len(set(drawn)) == 5 and drawn == sorted(drawn, key=keys(pool).index)  # list order kept
 
 
 def test_canonical_root_is_one_path_however_given(tmp_path, monkeypatch):

@@ -30,6 +30,45 @@ def test_calibration_crops_match_the_tfmot_flow(data_run, faces98):
     np.testing.assert_array_equal(overridden, theirs)
 
 
+def _extra_root(path, faces98, n: int):
+    """A WFLW-layout root whose train list is the first `n` test faces of faces98 (images linked)."""
+    from runtime.wflw import ANNOTATION_DIR, IMAGE_DIR, LIST_NAME
+
+    (path / ANNOTATION_DIR).mkdir(parents=True)
+    lines = (faces98 / ANNOTATION_DIR / (LIST_NAME % "test")).read_text().splitlines()[:n]
+    (path / ANNOTATION_DIR / (LIST_NAME % "train")).write_text("\n".join(lines) + "\n")
+    (path / IMAGE_DIR).symlink_to(faces98 / IMAGE_DIR)
+    return path
+
+
+def test_calibration_draws_the_extra_training_roots_too(data_run, faces98, tmp_path, capsys):
+    """The run's --extra-train faces are calibration faces in both flows; a root missing here is named."""
+    import click
+
+    from keras_flm.config import RunConfig
+    from quant.calibration import calibration_set, split_records
+    from vitis.calibration import crops_from_root
+
+    alone = calibration_set(str(data_run), 200, seed=3)[0]
+    cfg = RunConfig.load(str(data_run / "config.json"))
+    extra = _extra_root(tmp_path / "extra", faces98, 30)
+    cfg.train.extra_train = (str(extra),)
+    cfg.save(str(data_run / "config.json"))
+    crops, sources = calibration_set(str(data_run), 200, seed=3)
+    assert sources == {"calib_extra_roots": [str(extra)], "calib_extra_missing": []}
+    assert not np.array_equal(crops, alone)
+    np.testing.assert_array_equal(crops_from_root(str(faces98), cfg, 200, seed=3), crops)
+    pool = len(split_records(str(data_run), "train")) + 30
+    with pytest.raises(click.ClickException, match=r"faces98 \+ .*extra have only %d" % pool):
+        calibration_set(str(data_run), pool + 1)
+    cfg.train.extra_train = (str(extra), str(tmp_path / "gone"))
+    cfg.save(str(data_run / "config.json"))
+    again, sources = calibration_set(str(data_run), 200, seed=3)
+    np.testing.assert_array_equal(again, crops)
+    assert sources["calib_extra_missing"] == [str(tmp_path / "gone")]
+    assert "--extra-train root %s" % (tmp_path / "gone") in capsys.readouterr().err
+
+
 def test_missing_data_root_names_the_fix(run_dir):
     from keras_flm.config import RunConfig
     from vitis.calibration import calibration_crops

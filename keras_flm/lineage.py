@@ -52,7 +52,11 @@ def training_summary(run_dir: str, cfg: RunConfig, _depth: int = 0) -> Dict[str,
 
 def init_summary(init: Optional[str], _depth: int = 0) -> Optional[Dict[str, Any]]:
     """The training summary of an --init start as its files hold it now: a release's metrics.json
-    "training", or a run directory's own summary; None for an .h5 or a start without one."""
+    "training", or a run directory's own summary; an .h5 stands for the directory it lies in
+    (`--init runs/NAME/fp32.h5` continues runs/NAME: three sittings of stop 34-35 lost their
+    lineage on the card that way); None for a start without one."""
+    if init and os.path.isfile(init):
+        init = os.path.dirname(os.path.abspath(init))
     if not init or not os.path.isdir(init):
         return None
     prior = read_json(os.path.join(init, METRICS_FILE), {}).get("training")

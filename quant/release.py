@@ -29,6 +29,7 @@ from keras_flm.report_md import (
     replace_path,
     scratch_dir,
 )
+from keras_flm.shared_tree import display_path
 from quant.bench import FOREIGN_METHOD
 from runtime.bundle import FORMAT, FORMAT_VERSION, META, file_md5
 from runtime.landmarks import ATTRIBUTES
@@ -272,13 +273,15 @@ def _lineage_lines(tr: Dict[str, Any]) -> List[str]:
     steps, p, oldest = [], prior, prior
     while p:
         steps.append("%s epochs (%.1f h)%s" % (p.get("epochs_done"), (p.get("train_seconds") or 0) / 3600.0,
-                                               "" if not p.get("init") else ", from `%s`" % p["init"]))
+                                               "" if not p.get("init") else ", from `%s`"
+                                               % display_path(p["init"])))
         oldest, p = p, p.get("init_training")
     # the oldest recorded step started from weights whose own schedule was not kept (an .h5, or
     # a run directory gone before snapshots existed): the sum is a lower bound, and says so
     unknown = oldest.get("init")
     total = "%s%d epochs, %.1f CPU-hours%s" % ("at least " if unknown else "", epochs, seconds / 3600.0,
-                                               " (the schedule behind `%s` was not recorded)" % unknown
+                                               " (the schedule behind `%s` was not recorded)"
+                                               % display_path(unknown)
                                                if unknown else "")
     return ["- Before that, newest first: %s. In all: %s." % ("; ".join(steps), total)]
 
@@ -459,7 +462,7 @@ def model_card(metrics: Dict[str, Any], cfg: RunConfig) -> str:
            tr.get("bn_momentum", "–"), " (BatchNorm frozen)" if tr.get("freeze_bn") else "",
            tr.get("ema") or "off", over,
            "" if tr.get("policy") in (None, "float32") else ", %s compute (float32 weights)" % tr["policy"],
-           "" if not tr.get("init") else ", started from `%s`" % tr["init"]),
+           "" if not tr.get("init") else ", started from `%s`" % display_path(tr["init"])),
         "- Augmentation (`config.json` `augment`): %s." % describe_augment(cfg.augment),
     ] + _lineage_lines(tr) + ["",
         "## Accuracy (measured on these files by `flm release`)", "",

@@ -153,8 +153,10 @@ def test_release_started_from_a_release_states_the_lineage(release_run, tmp_path
         assert "Wing landmark loss" in card and "In all: %d epochs" % epochs in card
 
 
-def test_lineage_follows_runs_started_from_runs(release_run, tmp_path):
-    """--init runs/A (a run directory, not a release): the card counts A's sitting and A's own start."""
+@pytest.mark.parametrize("weights", ["", "fp32.h5"])
+def test_lineage_follows_runs_started_from_runs(release_run, tmp_path, weights):
+    """--init runs/A or runs/A/fp32.h5 (a run, not a release): the card counts A's sitting and A's own
+    start."""
     from keras_flm.config import RunConfig
     from keras_flm.lineage import lineage
     from quant.release import build_release
@@ -166,7 +168,7 @@ def test_lineage_follows_runs_started_from_runs(release_run, tmp_path):
         run = str(tmp_path / ("run%d" % i))
         shutil.copytree(release_run, run)
         cfg = RunConfig.load(os.path.join(run, "config.json"))
-        cfg.train.init = init or runs[-1]
+        cfg.train.init = init or os.path.join(runs[-1], weights)
         cfg.save(os.path.join(run, "config.json"))
         state = json.load(open(os.path.join(run, "train_state.json")))
         state.update(epochs_done=7 + i, train_seconds=100.0 + i)

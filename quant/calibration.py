@@ -18,7 +18,7 @@ import numpy as np
 from quant.run import load_config
 from runtime.evaluate import face_box, load_image
 from runtime.preprocess import CropSpec, crop_face
-from runtime.wflw import AnnotationError, calibration_pool, draw_records, read_annotations, run_split
+from runtime.wflw import AnnotationError, calibration_draw, draw_records, read_annotations, run_split
 
 
 def crop_records(records: Sequence, spec: CropSpec, desc: str = "cropping", workers: int = 2) -> np.ndarray:
@@ -67,28 +67,20 @@ def split_records(run_dir: str, split: str) -> List:
 
 def calibration_set(run_dir: str, n: int, seed: int = 0) -> Tuple[np.ndarray, Dict[str, Any]]:
     """(`n` uint8 (n, 112, 112) crops, where they came from) drawn without replacement from the faces the
-    run trained on (runtime.wflw.calibration_pool). The second item is for quant.json: the extra roots
-    used and those missing here, which a warning names (the run was trained on another machine).
-
-    Raises click.ClickException when the pool holds fewer than `n` faces (asking for 500
-    and silently getting 40 would make a different, worse quantization).
-    """
+    run trained on (runtime.wflw.calibration_draw). The second item is for quant.json: the extra roots
+    used and those missing here (the run was trained on another machine), which a warning names.
+    Too few faces for `n` is a click.ClickException."""
     if n < 1:
         raise click.ClickException("calibration needs at least 1 image, got %d" % n)
     cfg = load_config(run_dir)
-    root, t = _data_root(run_dir), cfg.train
+    t = cfg.train
     try:
-        records, used, missing = calibration_pool(root, t.seed, t.val_fraction, t.max_images, t.extra_train)
-    except AnnotationError as e:
+        records, used, missing = calibration_draw(_data_root(run_dir), t.seed, t.val_fraction, t.max_images,
+                                                  t.extra_train, n, seed,
+                                                  warn=lambda m: click.echo(m, err=True))
+    except (AnnotationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    for extra in missing:
-        click.echo("warning: --extra-train root %s (%s/config.json) is not here: calibrating on the "
-                   "training split of %s alone" % (extra, run_dir, root), err=True)
-    if len(records) < n:
-        raise click.ClickException(
-            "asked for %d calibration images but the training faces of %s have only %d "
-            "(pass --calib %d or fewer)" % (n, " + ".join([root] + used), len(records), len(records)))
-    crops = crop_records(draw_records(records, n, seed), cfg.crop, desc="calibration crops")
+    crops = crop_records(records, cfg.crop, desc="calibration crops")
     return crops, {"calib_extra_roots": used, "calib_extra_missing": missing}
 
 

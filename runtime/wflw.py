@@ -17,7 +17,7 @@ the test list is never mixed in.
 import hashlib
 import logging
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -218,6 +218,23 @@ def draw_records(records: Sequence[FaceRecord], n: int, seed: int = 0) -> List[F
     """`n` records drawn without replacement by `seed`, in list order (the calibration draw)."""
     pick = np.sort(np.random.default_rng(seed).choice(len(records), size=n, replace=False))
     return [records[int(i)] for i in pick]
+
+
+def calibration_draw(root: str, seed: int, val_fraction: float, max_images: Optional[int],
+                     extra_roots: Sequence[str], n: int, draw_seed: int = 0,
+                     warn: Callable[[str], None] = log.warning,
+                     ) -> Tuple[List[FaceRecord], List[str], List[str]]:
+    """(`n` faces of calibration_pool drawn by `draw_seed`, extra roots used, extra roots missing): the one
+    selection of the TFMOT flow (quant.calibration) and of vai_q's helper (vitis.calibration). `warn` is
+    told of each missing root; a ValueError says when the pool holds fewer than `n` faces (asking for
+    500 and silently getting 40 would make a different, worse quantization)."""
+    pool, used, missing = calibration_pool(root, seed, val_fraction, max_images, extra_roots or ())
+    for extra in missing:
+        warn("warning: --extra-train root %s is not here: calibrating without its faces" % extra)
+    if n > len(pool):
+        raise ValueError("asked for %d calibration images but the training faces of %s have only %d "
+                         "(pass --calib %d or fewer)" % (n, " + ".join([root] + used), len(pool), len(pool)))
+    return draw_records(pool, n, draw_seed), used, missing
 
 
 #: Written into a root of faces derived from another root's training faces (e.g. turned copies,

@@ -5,10 +5,9 @@ compared, so `quant.calibration.calibration_crops(run_dir, n, seed)` is the one 
 Inside the docker the data root recorded in config.json (a host path) usually does not
 exist and `--data` names the mounted copy; quant's function reads the root from
 config.json only, so then the same selection is reproduced here from the same pieces --
-runtime.wflw.calibration_pool (the run's training part of the train list, never a validation
-face, plus its --extra-train roots where they exist), draw_records by the seed, and
-runtime.preprocess.crop_face on the landmark box -- and a test checks both give identical
-crops.
+runtime.wflw.calibration_draw (the run's training part of the train list, never a validation
+face, plus its --extra-train roots where they exist, drawn by the seed) and
+runtime.preprocess.crop_face on the landmark box -- and a test checks both give identical crops.
 """
 import inspect
 import os
@@ -19,7 +18,7 @@ import numpy as np
 
 from keras_flm.config import RunConfig
 from runtime.preprocess import CropSpec, box_from_landmarks, crop_face
-from runtime.wflw import calibration_pool, draw_records, load_image
+from runtime.wflw import calibration_draw, load_image
 
 
 def data_root_of(run_dir: str, cfg: RunConfig, override: Optional[str] = None) -> str:
@@ -44,18 +43,13 @@ def _shared_function() -> Optional[Callable[..., Any]]:
 
 def crops_from_root(root: str, cfg: RunConfig, n: int, seed: int = 0) -> np.ndarray:
     """n uint8 (112, 112) crops of the faces the run trained on, `root` standing for its data root,
-    selected as quant.calibration selects them (runtime.wflw.calibration_pool, draw_records)."""
+    selected as quant.calibration selects them (runtime.wflw.calibration_draw)."""
     t = cfg.train
-    pool, used, missing = calibration_pool(root, t.seed, t.val_fraction, t.max_images, t.extra_train or ())
-    for extra in missing:
-        print("warning: --extra-train root %s is not here: calibrating on the training split of %s alone"
-              % (extra, root), file=sys.stderr)
-    if n > len(pool):
-        raise ValueError("asked for %d calibration crops but the training faces of %s have %d "
-                         "(pass --calib %d or fewer)" % (n, " + ".join([root] + used), len(pool), len(pool)))
+    records, _, _ = calibration_draw(root, t.seed, t.val_fraction, t.max_images, t.extra_train, n, seed,
+                                     warn=lambda m: print(m, file=sys.stderr))
     spec = cfg.crop if isinstance(cfg.crop, CropSpec) else CropSpec.from_dict(cfg.crop)
     out = np.empty((n, spec.size, spec.size), np.uint8)
-    for i, rec in enumerate(draw_records(pool, n, seed)):
+    for i, rec in enumerate(records):
         out[i] = crop_face(load_image(rec), box_from_landmarks(rec.landmarks), spec)[0]
     return out
 

@@ -66,7 +66,9 @@ def test_calibration_draws_the_extra_training_roots_too(data_run, faces98, tmp_p
     again, sources = calibration_set(str(data_run), 200, seed=3)
     np.testing.assert_array_equal(again, crops)
     assert sources["calib_extra_missing"] == [str(tmp_path / "gone")]
-    assert "--extra-train root %s" % (tmp_path / "gone") in capsys.readouterr().err
+    assert "--extra-train root %s is not here" % (tmp_path / "gone") in capsys.readouterr().err
+    np.testing.assert_array_equal(crops_from_root(str(faces98), cfg, 200, seed=3), crops)  # vai_q's helper too
+    assert "--extra-train root %s is not here" % (tmp_path / "gone") in capsys.readouterr().err
 
 
 def test_missing_data_root_names_the_fix(run_dir):

@@ -67,7 +67,8 @@ def test_calibration_draws_the_extra_training_roots_too(data_run, faces98, tmp_p
     np.testing.assert_array_equal(again, crops)
     assert sources["calib_extra_missing"] == [str(tmp_path / "gone")]
     assert "--extra-train root %s is not here" % (tmp_path / "gone") in capsys.readouterr().err
-    np.testing.assert_array_equal(crops_from_root(str(faces98), cfg, 200, seed=3), crops)  # vai_q's helper too
+    # vai_q's helper too
+    np.testing.assert_array_equal(crops_from_root(str(faces98), cfg, 200, seed=3), crops)
     assert "--extra-train root %s is not here" % (tmp_path / "gone") in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""Calibration crops for vai_q: the same training-split faces as the TFMOT flow.
+"""Calibration crops for vai_q: the same faces as the TFMOT flow (training split and --extra-train roots).
 
 Both quantizers must see the same calibration data or their INT8 results cannot be
 compared, so `quant.calibration.calibration_crops(run_dir, n, seed)` is the one used.

@@ -13,13 +13,20 @@
 set -euo pipefail
 RUN=${1:?usage: scripts/release_full.sh runs/NAME [DATA_ROOT]}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-DATA=${2:-$HERE/../shared/data/faces98}
-PFLD=${PFLD:-$HERE/../shared/models/pfld_ghostone/PFLD_GhostOne_112_1_opt_sim.onnx}
-SPEC="channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01"
+BIN=$HERE/.venv/bin
+# the shared tree's faces, the PyTorch flow's PFLD_GhostOne and its input spec: each named once, in Python
+# (keras_flm.shared_tree, keras_flm.data.teacher)
+mapfile -t SHARED < <("$BIN/python" -c "import os
+from keras_flm.shared_tree import FACES98, TEACHER_DIR
+from keras_flm.data.teacher import TEACHER_FILES, TEACHER_SPEC
+print(FACES98); print(os.path.join(TEACHER_DIR, TEACHER_FILES[0])); print(TEACHER_SPEC)")
+[ "${#SHARED[@]}" = 3 ] || { echo "release_full.sh: could not read the shared tree's defaults" >&2; exit 2; }
+DATA=${2:-${SHARED[0]}}
+PFLD=${PFLD:-${SHARED[1]}}
+SPEC=${SHARED[2]}
 QAT_EPOCHS=${QAT_EPOCHS:-2}
 # the QAT fine-tune's augmentation: the run's own recipe, or a preset (QAT_AUGMENT=full after a heavy-recipe run)
 QAT_AUGMENT=${QAT_AUGMENT:-run}
-BIN=$HERE/.venv/bin
 export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 step() { echo; echo "== $*"; "$@"; }
 # the release gate on this run, with the same data and turned validation set at both of its calls

@@ -31,6 +31,8 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from runtime.json_files import read_json
+
 #: Bump when the build steps or pins change: every cached build then gets a new key.
 RECIPE = 1
 #: TensorFlow 2.12 publishes wheels for these Python versions only.
@@ -205,11 +207,17 @@ def find(src: Optional[str] = None) -> Optional[VaiQEnv]:
 
 
 def _load(root: str) -> Optional[VaiQEnv]:
+    """The build in `root`, or None when it is unfinished: no ready record, no venv, or a ready record
+    that is not JSON (a build killed while writing it), which `build` then redoes instead of failing on."""
     ready = os.path.join(root, READY)
     if not os.path.isfile(ready) or not os.path.exists(os.path.join(root, "venv", "bin", "python")):
         return None
-    with open(ready) as f:
-        return VaiQEnv(root, json.load(f))
+    try:
+        info = read_json(ready)
+    except ValueError as e:
+        print("vai_q_tensorflow2: %s; treating the build as unfinished" % e, file=sys.stderr)
+        return None
+    return VaiQEnv(root, info)
 
 
 def why_missing(src: Optional[str] = None) -> str:

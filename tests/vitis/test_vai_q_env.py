@@ -153,3 +153,18 @@ def test_command_line_helpers():
     out = subprocess.run([sys.executable, "-m", "vitis.vai_q_env", "apt-packages"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.split() == ["cmake", "make", "g++", "swig"]
+
+
+def test_a_damaged_ready_record_reads_as_an_unfinished_build(tmp_path, capsys):
+    """A build killed while writing ready.json leaves it cut off: find/build must see 'not built' (and
+    rebuild), not stop on a JSON traceback."""
+    root = tmp_path / "vai_q-abc-py310"
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "python").write_text("")
+    ready = root / V.READY
+    ready.write_text('{"python": "3.10", "tensorflow": ')
+    assert V._load(str(root)) is None
+    assert "ready.json is not valid JSON (line 1)" in capsys.readouterr().err
+    ready.write_text('{"python": "3.10", "tensorflow": "2.12.0"}')
+    env = V._load(str(root))
+    assert env is not None and env.root == str(root)

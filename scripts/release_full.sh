@@ -18,8 +18,8 @@ BIN=$HERE/.venv/bin
 # (keras_flm.shared_tree, keras_flm.data.teacher)
 mapfile -t SHARED < <("$BIN/python" -c "import os
 from keras_flm.shared_tree import FACES98, TEACHER_DIR
-from keras_flm.data.teacher import TEACHER_FILES, TEACHER_SPEC
-print(FACES98); print(os.path.join(TEACHER_DIR, TEACHER_FILES[0])); print(TEACHER_SPEC)")
+from keras_flm.data.teacher import ANCHOR_FILE, TEACHER_SPEC
+print(FACES98); print(os.path.join(TEACHER_DIR, ANCHOR_FILE)); print(TEACHER_SPEC)")
 [ "${#SHARED[@]}" = 3 ] || { echo "release_full.sh: could not read the shared tree's defaults" >&2; exit 2; }
 DATA=${2:-${SHARED[0]}}
 PFLD=${PFLD:-${SHARED[1]}}

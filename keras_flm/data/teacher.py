@@ -16,8 +16,10 @@ from runtime.backends.mirror import unmirror
 from runtime.landmarks import NUM_POINTS
 from runtime.preprocess import DEFAULT_SPEC, CropSpec, box_from_landmarks, crop_face, to_frame
 
-TEACHER_FILES = ("PFLD_GhostOne_112_1_opt_sim.onnx", "PFLD_GhostNet_Slim_112_1_opt_sim.onnx",
-                 "PFLD_GhostNet_112_1_opt_sim.onnx")
+#: The PyTorch flow's small model that flm is measured against (the README's tables, release_full.sh): one
+#: of the three teachers.
+ANCHOR_FILE = "PFLD_GhostOne_112_1_opt_sim.onnx"
+TEACHER_FILES = (ANCHOR_FILE, "PFLD_GhostNet_Slim_112_1_opt_sim.onnx", "PFLD_GhostNet_112_1_opt_sim.onnx")
 #: The models' input/output conventions (../shared/models/README.md), fed flm's gray crop.
 TEACHER_SPEC = "channels=3,size=112,norm=-1-1,layout=nchw,out=flat,frame=crop01"
 REFINE_STEPS = 2

@@ -42,8 +42,11 @@ def quantize() -> None:
 @_IO
 @_SCHEME
 @click.option("--granularity", type=click.Choice(GRANULARITIES), default=PtqConfig.granularity,
-              show_default=True, help="TFLite weight scales of ptq_int8.tflite (a per-channel variant "
-                                      "ptq_int8_pc.tflite is written too, for comparison).")
+              show_default=True, help="TFLite weight scales of ptq_int8.tflite (the other granularity "
+                                      "is written too, as ptq_int8_pc.tflite or _pt, for comparison).")
+@click.option("--onnx-granularity", type=click.Choice(GRANULARITIES), default=PtqConfig.onnx_granularity,
+              show_default=True, help="ONNX weight scales of ptq_int8.onnx (7-bit weights; the other "
+                                      "granularity is written too, as ptq_int8_pt.onnx or _pc).")
 @click.option("--calibration", type=click.Choice(CALIBRATIONS), default=PtqConfig.act_calibration,
               show_default=True,
               help="Activation ranges (default scheme): MIN_MSE search on the quantized network (as "
@@ -52,18 +55,20 @@ def quantize() -> None:
 @click.option("--percentile", type=click.FloatRange(90, 100), default=PtqConfig.act_percentile,
               show_default=True, help="Upper percentile kept by --calibration percentile.")
 @click.option("--onnx/--no-onnx", default=True, show_default=True,
-              help="Also ONNX Runtime static QDQ (per-tensor and per-channel) from fp32.onnx.")
+              help="Also ONNX Runtime static QDQ (both granularities) from fp32.onnx.")
 @click.option("--seed", type=int, default=PtqConfig.calib_seed, show_default=True,
               help="Which calibration images are drawn.")
 @_EVAL
-def ptq_cmd(run_dir, calib, io, scheme, granularity, calibration, percentile, onnx, seed, evaluate) -> None:
-    """Post-training quantization: RUN/ptq_int8.tflite (+ _pc), ptq_int8.onnx (+ _pc), or ptq_pof2.tflite.
+def ptq_cmd(run_dir, calib, io, scheme, granularity, onnx_granularity, calibration, percentile, onnx, seed,
+            evaluate) -> None:
+    """Post-training quantization: RUN/ptq_int8.tflite (+ _pc), ptq_int8.onnx (+ _pt), or ptq_pof2.tflite.
 
     Calibration time and settings go to RUN/quant.json, parity to RUN/parity.json.
     """
     from quant import flows
 
-    pcfg = _set(PtqConfig(), calib_images=calib, io=io, granularity=granularity, calib_seed=seed,
+    pcfg = _set(PtqConfig(), calib_images=calib, io=io, granularity=granularity,
+                onnx_granularity=onnx_granularity, calib_seed=seed,
                 act_calibration=calibration, act_percentile=percentile)
     flows.ptq(run_dir, pcfg, ExportConfig(), scheme, onnx=onnx, evaluate=evaluate, log=_echo)
 

@@ -3,8 +3,9 @@
 CLI flags override these; what a command actually used is written to the run's
 quant.json next to its wall times, so Table 2 can say how each artifact was made.
 """
+import os
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from runtime.preprocess import CROP_CENTRE
 
@@ -13,8 +14,24 @@ from runtime.preprocess import CROP_CENTRE
 SCHEMES = ("default", "pof2")
 #: TFLite INT8 input/output tensor types (the inside is INT8 either way).
 IO_TYPES = ("int8", "float")
-#: Weight scale granularity of TFLite PTQ.
+#: Weight scale granularity of a PTQ file (PtqConfig.granularity, .onnx_granularity).
 GRANULARITIES = ("per-tensor", "per-channel")
+#: file-name suffix of a PTQ comparison variant at that granularity (PtqConfig.also_other_granularity)
+GRANULARITY_SUFFIX = {"per-tensor": "_pt", "per-channel": "_pc"}
+
+
+def granularity_variants(filename: str, granularity: str, also_other: bool) -> List[Tuple[str, str]]:
+    """(granularity, file) pairs a PTQ flow writes: `filename` at `granularity`, then, with
+    `also_other`, the comparison variant at the other one (ptq_int8.onnx -> ptq_int8_pt.onnx)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError("unknown weight granularity %r (choose from %s)"
+                         % (granularity, ", ".join(GRANULARITIES)))
+    out = [(granularity, filename)]
+    if also_other:
+        other = [g for g in GRANULARITIES if g != granularity][0]
+        stem, ext = os.path.splitext(filename)
+        out.append((other, stem + GRANULARITY_SUFFIX[other] + ext))
+    return out
 #: Activation-range calibration of the default scheme ("tflite" = the TFLite converter's own).
 CALIBRATIONS = ("mse", "percentile", "minmax", "tflite")
 
@@ -32,7 +49,15 @@ class PtqConfig:
     # width-1.0 model (1.74 MB vs 1.50 MB) and breaks the paper's 1.65 MB. The DPU is
     # per-tensor too. The per-channel TFLite variant is still written for comparison.
     granularity: str = "per-tensor"
-    also_per_channel: bool = True  # also write ptq_int8_pc.tflite / ptq_int8_pc.onnx (comparison rows)
+    # ptq_int8.onnx's weight scales. Per output channel since stop 37 (1.63 MB, within 1.65): its
+    # weights are 7-bit (ort_reduce_range), and per tensor they cost twice what every other PTQ file
+    # costs. Validation NME minus FP32 over the six runs of stop 35-36's scheme (runs/*/metrics.json):
+    # per tensor +0.080 to +0.108 pp, per channel +0.045 to +0.059, PTQ TFLite ~+0.04 (on the 68
+    # test faces per channel was worse in four of six; the choice is made on validation).
+    onnx_granularity: str = "per-channel"
+    # also write each PTQ file at the other weight granularity, as comparison rows of the report:
+    # ptq_int8_pc.tflite (or _pt) and ptq_int8_pt.onnx (or _pc); GRANULARITY_SUFFIX names them
+    also_other_granularity: bool = True
     # Activation ranges: "mse" = vai_q's MIN_MSE search on the quantized network (pof2 twin,
     # quant.ranges.mse_ranges); "percentile" clips each tensor at the 99.9th percentile (and the
     # 0.1th for signed tensors); "minmax" is what TFLite's own calibrator does ("tflite" runs

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from quant import run as R
-from quant.config import ExportConfig, PtqConfig, QatConfig
+from quant.config import ExportConfig, PtqConfig, QatConfig, granularity_variants
 
 Log = Callable[[str], Any]
 
@@ -135,9 +135,7 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
     else:
         from quant.files import write_bytes
 
-        variants = [(pcfg.granularity, "ptq_int8.tflite")]
-        if pcfg.also_per_channel and pcfg.granularity != "per-channel":
-            variants.append(("per-channel", "ptq_int8_pc.tflite"))
+        variants = granularity_variants("ptq_int8.tflite", pcfg.granularity, pcfg.also_other_granularity)
         from quant.scheme import equalized_float
 
         # the float network every default-scheme file quantizes (BN folded, CLE): the range search
@@ -222,8 +220,9 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
         fp32_onnx = _equalized_onnx(run_dir, folded, cfg, xcfg)
     overrides = _ort_overrides(fp32_onnx, folded, ranges, calib, cfg) if ranges else None
     written = []
-    variants = [(False, "ptq_int8.onnx")] + ([(True, "ptq_int8_pc.onnx")] if pcfg.also_per_channel else [])
-    for per_channel, fname in variants:
+    for granularity, fname in granularity_variants("ptq_int8.onnx", pcfg.onnx_granularity,
+                                                   pcfg.also_other_granularity):
+        per_channel = granularity == "per-channel"
         t0 = time.perf_counter()
         path = R.artifact(run_dir, fname)
         # ORT's calibrator still runs over every tensor; with every range given, a few crops do
@@ -235,12 +234,10 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
         key = R.artifact_key(path)
         settings["cle_steps"] = pcfg.cle_steps
         R.record_quant(run_dir, key, _artifact_entry(path, t, **dict(common, **settings,
-                                                                      granularity="per-channel" if per_channel
-                                                                      else "per-tensor")))
+                                                                      granularity=granularity)))
         _check_parity(run_dir, key, path, ref, crops, cfg.crop, None, log,
                       ort_kernel_check(path, crops, cfg.crop))
-        log("wrote %s (%.3f MB, QDQ %s, %.1fs)" % (path, os.path.getsize(path) / 1e6,
-                                                   "per-channel" if per_channel else "per-tensor", t))
+        log("wrote %s (%.3f MB, QDQ %s, %.1fs)" % (path, os.path.getsize(path) / 1e6, granularity, t))
         written.append(path)
     return written
 

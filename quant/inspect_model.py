@@ -5,7 +5,7 @@ two) and by the report's size breakdown.
 """
 import math
 from collections import Counter
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16"}
 
@@ -77,3 +77,23 @@ def onnx_summary(path: str) -> Dict[str, Any]:
     ops = Counter(n.op_type for n in m.graph.node)
     return {"file_bytes": os.path.getsize(path), "initializer_bytes_by_dtype": dict(by_type),
             "ops": dict(ops), "opset": [(o.domain or "ai.onnx", o.version) for o in m.opset_import]}
+
+
+def onnx_weight_granularity(path: str) -> Optional[str]:
+    """"per-channel", "per-tensor" or "mixed": the scales of the QDQ file's constant 4-D (conv)
+    weights; None for a float file. A release card states it from the file itself, so a run
+    quantized under an older default is labelled by what it holds."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    inits = {t.name: t for t in m.graph.initializer}
+    kinds = set()
+    for n in m.graph.node:
+        if n.op_type != "DequantizeLinear" or n.input[0] not in inits or len(inits[n.input[0]].dims) != 4:
+            continue
+        scale = numpy_helper.to_array(inits[n.input[1]])
+        kinds.add("per-channel" if scale.size > 1 else "per-tensor")
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"

@@ -96,12 +96,16 @@ def evaluate_release_models(root: str, spec: Any, test: Sequence[Any], val: Opti
                             log: Log = print) -> Dict[str, Dict[str, Any]]:
     """{file: {precision, format, bytes, test: scores, val_nme}} from the files in `root` (each loaded
     once for both splits; their md5 sums go to meta.json)."""
+    from quant.inspect_model import onnx_weight_granularity
     from runtime import evaluate as rev
     from runtime.backends import BackendError, load_backend
 
     out = {}  # type: Dict[str, Dict[str, Any]]
     for fname, precision, fmt in MODEL_FILES:
         path = os.path.join(root, fname)
+        granularity = onnx_weight_granularity(path) if fname.endswith(".onnx") else None
+        if granularity:  # as the file holds it (runs quantized before stop 37: per tensor)
+            fmt = fmt.replace(" weights)", " weights %s)" % granularity.replace("-", " "))
         entry = {"precision": precision, "format": fmt, "bytes": os.path.getsize(path)}
         try:
             be = load_backend(path, spec=spec)

@@ -23,7 +23,10 @@ ROWS: Tuple[Tuple[str, str, str, Optional[str]], ...] = (
     ("fp32.onnx", "FP32", "ONNX", "fp32.onnx"),
     ("ptq_int8.tflite", "PTQ INT8", "TFLite", "fp32.tflite"),
     ("ptq_int8_pc.tflite", "PTQ INT8 per-channel", "TFLite", "fp32.tflite"),
+    ("ptq_int8_pt.tflite", "PTQ INT8 per-tensor", "TFLite", "fp32.tflite"),
     ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ", "fp32.onnx"),
+    # comparison variants (PtqConfig.also_other_granularity): _pt since stop 37, _pc in older runs
+    ("ptq_int8_pt.onnx", "PTQ INT8 per-tensor", "ONNX QDQ", "fp32.onnx"),
     ("ptq_int8_pc.onnx", "PTQ INT8 per-channel", "ONNX QDQ", "fp32.onnx"),
     ("qat_int8.tflite", "QAT INT8", "TFLite", "fp32.tflite"),
     ("qat_int8.onnx", "QAT INT8", "ONNX QDQ", "fp32.onnx"),

@@ -80,3 +80,12 @@ def test_commands_do_not_import_tensorflow_at_module_level():
 def test_help(args):
     r = _invoke(*args)
     assert r.exit_code == 0 and "--run" in r.output
+
+
+def test_ptq_onnx_granularity_is_an_option_with_the_config_default():
+    from quant.config import PtqConfig
+
+    r = _invoke("quantize", "ptq", "--help")
+    assert "--onnx-granularity" in r.output and PtqConfig.onnx_granularity == "per-channel"
+    r = _invoke("quantize", "ptq", "--run", "x", "--onnx-granularity", "per-row")
+    assert r.exit_code != 0 and "per-row" in r.output

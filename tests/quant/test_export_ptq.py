@@ -28,7 +28,7 @@ def _log(msg):
 
 @pytest.fixture(scope="module")
 def ptq_done(quant_run):
-    pcfg = PtqConfig(calib_images=32, also_per_channel=False)
+    pcfg = PtqConfig(calib_images=32, also_other_granularity=False)
     out = flows.ptq(quant_run, pcfg, ExportConfig(parity_crops=16), "default", onnx=True, evaluate=False,
                     log=_log)
     return quant_run, out["fake_quant"]["ptq_int8.tflite"]
@@ -117,6 +117,14 @@ def test_ptq_records_settings_time_and_parity(ptq_done):
     assert q["ptq_int8"]["granularity"] == "per-tensor" and "MIN_MSE" in q["ptq_int8"]["calibration"]
     assert q["ptq_int8"]["range_search_s"] > 0
     assert "ranges given for" in q["ptq_int8_onnx"]["calibration"]
+    # ptq_int8.onnx's 7-bit weights are per output channel (PtqConfig.onnx_granularity), and the
+    # record says what the file holds; no comparison variant was asked for
+    from quant.inspect_model import onnx_weight_granularity
+
+    assert q["ptq_int8_onnx"]["granularity"] == "per-channel" == PtqConfig().onnx_granularity
+    assert onnx_weight_granularity(os.path.join(run, "ptq_int8.onnx")) == "per-channel"
+    assert onnx_weight_granularity(os.path.join(run, "fp32.onnx")) is None
+    assert not [f for f in os.listdir(run) if f.startswith(("ptq_int8_pt", "ptq_int8_pc"))]
     p = json.load(open(os.path.join(run, "parity.json")))
     assert "kernel_vs_qdq_float_max_abs_diff" in p["ptq_int8_onnx"]
 
@@ -131,3 +139,15 @@ def test_ort_ptq_quantizes_activations_on_the_tflite_ptq_grids(ptq_done):
     ort = onnx_activation_grids(os.path.join(run, "ptq_int8.onnx"))
     tfl = tflite_activation_grids(os.path.join(run, "ptq_int8.tflite"))
     assert len(ort) >= 5 and ort <= tfl, sorted(ort - tfl)
+
+
+def test_granularity_variants_name_the_comparison_file_by_its_granularity():
+    from quant.config import granularity_variants
+
+    assert granularity_variants("ptq_int8.onnx", "per-channel", True) == [
+        ("per-channel", "ptq_int8.onnx"), ("per-tensor", "ptq_int8_pt.onnx")]
+    assert granularity_variants("ptq_int8.tflite", "per-tensor", True) == [
+        ("per-tensor", "ptq_int8.tflite"), ("per-channel", "ptq_int8_pc.tflite")]
+    assert granularity_variants("ptq_int8.onnx", "per-tensor", False) == [("per-tensor", "ptq_int8.onnx")]
+    with pytest.raises(ValueError, match="per-row.*per-tensor, per-channel"):
+        granularity_variants("ptq_int8.onnx", "per-row", True)

@@ -37,8 +37,8 @@ def crop_records(records: Sequence, spec: CropSpec, desc: str = "cropping", work
     return out
 
 
-def _data_root(run_dir: str) -> str:
-    cfg = load_config(run_dir)
+def _data_root(run_dir: str, cfg) -> str:
+    """The run's data root from its loaded config (`run_dir` only names the run in the error)."""
     root = cfg.data.get("root")
     if not root:
         raise click.ClickException("%s/config.json names no data root (data.root); was the run trained with "
@@ -49,7 +49,7 @@ def _data_root(run_dir: str) -> str:
 def split_records(run_dir: str, split: str) -> List:
     """Records of the run's "train" (train list minus validation), "val" or "test" split."""
     cfg = load_config(run_dir)
-    root = _data_root(run_dir)
+    root = _data_root(run_dir, cfg)
     try:
         if split == "test":
             return read_annotations(root, "test")
@@ -75,8 +75,8 @@ def calibration_set(run_dir: str, n: int, seed: int = 0) -> Tuple[np.ndarray, Di
     cfg = load_config(run_dir)
     t = cfg.train
     try:
-        records, used, missing = calibration_draw(_data_root(run_dir), t.seed, t.val_fraction, t.max_images,
-                                                  t.extra_train, n, seed,
+        records, used, missing = calibration_draw(_data_root(run_dir, cfg), t.seed, t.val_fraction,
+                                                  t.max_images, t.extra_train, n, seed,
                                                   warn=lambda m: click.echo(m, err=True))
     except (AnnotationError, ValueError) as e:
         raise click.ClickException(str(e)) from None

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from quant import run as R
-from quant.config import ExportConfig, PtqConfig, QatConfig, granularity_variants
+from quant.config import GRANULARITY_SUFFIX, ExportConfig, PtqConfig, QatConfig, granularity_variants
 
 Log = Callable[[str], Any]
 
@@ -136,6 +136,7 @@ def ptq(run_dir: str, pcfg: PtqConfig, xcfg: ExportConfig, scheme: str = "defaul
         from quant.files import write_bytes
 
         variants = granularity_variants("ptq_int8.tflite", pcfg.granularity, pcfg.also_other_granularity)
+        _drop_old_variants(run_dir, "ptq_int8.tflite", [f for _, f in variants], log)
         from quant.scheme import equalized_float
 
         # the float network every default-scheme file quantizes (BN folded, CLE): the range search
@@ -205,6 +206,18 @@ def fake_quant_ptq(model, calib: np.ndarray, cfg, pcfg: PtqConfig, opts, positio
 ORT_GIVEN_CROPS = 32
 
 
+def _drop_old_variants(run_dir: str, filename: str, keep: List[str], log: Callable[[str], Any]) -> None:
+    """Delete comparison variants of `filename` an earlier PTQ wrote and this one will not (e.g. the
+    ptq_int8_pc.onnx of a run quantized before ptq_int8.onnx itself became per channel), so the
+    run's report never shows a file from another quantization beside this one's."""
+    stem, ext = os.path.splitext(filename)
+    for suffix in GRANULARITY_SUFFIX.values():
+        old = R.artifact(run_dir, stem + suffix + ext)
+        if os.path.basename(old) not in keep and os.path.isfile(old):
+            os.remove(old)
+            log("removed %s (a comparison file of an earlier quantization)" % old)
+
+
 def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_calib, log,
               ranges=None) -> List[str]:
     """ORT static QDQ of the (equalized) float ONNX; `folded` is that float network as Keras
@@ -220,8 +233,9 @@ def _ptq_onnx(run_dir, folded, calib, ref, crops, cfg, pcfg, xcfg, common, t_cal
         fp32_onnx = _equalized_onnx(run_dir, folded, cfg, xcfg)
     overrides = _ort_overrides(fp32_onnx, folded, ranges, calib, cfg) if ranges else None
     written = []
-    for granularity, fname in granularity_variants("ptq_int8.onnx", pcfg.onnx_granularity,
-                                                   pcfg.also_other_granularity):
+    variants = granularity_variants("ptq_int8.onnx", pcfg.onnx_granularity, pcfg.also_other_granularity)
+    _drop_old_variants(run_dir, "ptq_int8.onnx", [f for _, f in variants], log)
+    for granularity, fname in variants:
         per_channel = granularity == "per-channel"
         t0 = time.perf_counter()
         path = R.artifact(run_dir, fname)

@@ -29,6 +29,9 @@ def _log(msg):
 @pytest.fixture(scope="module")
 def ptq_done(quant_run):
     pcfg = PtqConfig(calib_images=32, also_other_granularity=False)
+    # a comparison file left by an earlier quantization (this PTQ writes none): it must not survive
+    with open(os.path.join(quant_run, "ptq_int8_pc.onnx"), "wb") as f:
+        f.write(b"left by an earlier PTQ")
     out = flows.ptq(quant_run, pcfg, ExportConfig(parity_crops=16), "default", onnx=True, evaluate=False,
                     log=_log)
     return quant_run, out["fake_quant"]["ptq_int8.tflite"]
@@ -118,7 +121,7 @@ def test_ptq_records_settings_time_and_parity(ptq_done):
     assert q["ptq_int8"]["range_search_s"] > 0
     assert "ranges given for" in q["ptq_int8_onnx"]["calibration"]
     # ptq_int8.onnx's 7-bit weights are per output channel (PtqConfig.onnx_granularity), and the
-    # record says what the file holds; no comparison variant was asked for
+    # record says what the file holds; no comparison variant was asked for, and the earlier one is gone
     from quant.inspect_model import onnx_weight_granularity
 
     assert q["ptq_int8_onnx"]["granularity"] == "per-channel" == PtqConfig().onnx_granularity

@@ -32,6 +32,8 @@ def granularity_variants(filename: str, granularity: str, also_other: bool) -> L
         stem, ext = os.path.splitext(filename)
         out.append((other, stem + GRANULARITY_SUFFIX[other] + ext))
     return out
+
+
 #: Activation-range calibration of the default scheme ("tflite" = the TFLite converter's own).
 CALIBRATIONS = ("mse", "percentile", "minmax", "tflite")
 

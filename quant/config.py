@@ -20,6 +20,13 @@ GRANULARITIES = ("per-tensor", "per-channel")
 GRANULARITY_SUFFIX = {"per-tensor": "_pt", "per-channel": "_pc"}
 
 
+def comparison_file(filename: str, granularity: str) -> str:
+    """The name of `filename`'s comparison variant at `granularity` (ptq_int8.onnx, per-tensor ->
+    ptq_int8_pt.onnx): what the PTQ flow writes, deletes when stale, and the report lists."""
+    stem, ext = os.path.splitext(filename)
+    return stem + GRANULARITY_SUFFIX[granularity] + ext
+
+
 def granularity_variants(filename: str, granularity: str, also_other: bool) -> List[Tuple[str, str]]:
     """(granularity, file) pairs a PTQ flow writes: `filename` at `granularity`, then, with
     `also_other`, the comparison variant at the other one (ptq_int8.onnx -> ptq_int8_pt.onnx)."""
@@ -29,8 +36,7 @@ def granularity_variants(filename: str, granularity: str, also_other: bool) -> L
     out = [(granularity, filename)]
     if also_other:
         other = [g for g in GRANULARITIES if g != granularity][0]
-        stem, ext = os.path.splitext(filename)
-        out.append((other, stem + GRANULARITY_SUFFIX[other] + ext))
+        out.append((other, comparison_file(filename, other)))
     return out
 
 

@@ -12,7 +12,14 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from quant import run as R
-from quant.config import GRANULARITY_SUFFIX, ExportConfig, PtqConfig, QatConfig, granularity_variants
+from quant.config import (
+    GRANULARITIES,
+    ExportConfig,
+    PtqConfig,
+    QatConfig,
+    comparison_file,
+    granularity_variants,
+)
 
 Log = Callable[[str], Any]
 
@@ -210,9 +217,8 @@ def _drop_old_variants(run_dir: str, filename: str, keep: List[str], log: Callab
     """Delete comparison variants of `filename` an earlier PTQ wrote and this one will not (e.g. the
     ptq_int8_pc.onnx of a run quantized before ptq_int8.onnx itself became per channel), so the
     run's report never shows a file from another quantization beside this one's."""
-    stem, ext = os.path.splitext(filename)
-    for suffix in GRANULARITY_SUFFIX.values():
-        old = R.artifact(run_dir, stem + suffix + ext)
+    for granularity in GRANULARITIES:
+        old = R.artifact(run_dir, comparison_file(filename, granularity))
         if os.path.basename(old) not in keep and os.path.isfile(old):
             os.remove(old)
             log("removed %s (a comparison file of an earlier quantization)" % old)

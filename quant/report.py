@@ -12,22 +12,26 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from keras_flm import evaluate as kev
 from keras_flm.report_md import markdown_table, read_metrics, update_report_section
 from quant import run as R
+from quant.config import GRANULARITIES, comparison_file
 
 SECTION = "Quantization (Table 2)"
 PLOT = "quant_table2.png"
+
+
+def _ptq_rows(filename: str, fmt: str, ref: str) -> Tuple[Tuple[str, str, str, Optional[str]], ...]:
+    """A PTQ file's row, then its comparison variants' (PtqConfig.also_other_granularity: a run holds
+    at most one; ptq_int8_pc.onnx in runs quantized before stop 37, ptq_int8_pt.onnx since)."""
+    return ((filename, "PTQ INT8", fmt, ref),) + tuple(
+        (comparison_file(filename, g), "PTQ INT8 " + g, fmt, ref) for g in GRANULARITIES)
+
 
 #: (file or metrics key, method, format, FP32 file of the same format for the compression ratio)
 ROWS: Tuple[Tuple[str, str, str, Optional[str]], ...] = (
     ("fp32.h5", "FP32", "Keras H5", "fp32.h5"),
     ("fp32.tflite", "FP32", "TFLite", "fp32.tflite"),
     ("fp32.onnx", "FP32", "ONNX", "fp32.onnx"),
-    ("ptq_int8.tflite", "PTQ INT8", "TFLite", "fp32.tflite"),
-    ("ptq_int8_pc.tflite", "PTQ INT8 per-channel", "TFLite", "fp32.tflite"),
-    ("ptq_int8_pt.tflite", "PTQ INT8 per-tensor", "TFLite", "fp32.tflite"),
-    ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ", "fp32.onnx"),
-    # comparison variants (PtqConfig.also_other_granularity): _pt since stop 37, _pc in older runs
-    ("ptq_int8_pt.onnx", "PTQ INT8 per-tensor", "ONNX QDQ", "fp32.onnx"),
-    ("ptq_int8_pc.onnx", "PTQ INT8 per-channel", "ONNX QDQ", "fp32.onnx"),
+    *_ptq_rows("ptq_int8.tflite", "TFLite", "fp32.tflite"),
+    *_ptq_rows("ptq_int8.onnx", "ONNX QDQ", "fp32.onnx"),
     ("qat_int8.tflite", "QAT INT8", "TFLite", "fp32.tflite"),
     ("qat_int8.onnx", "QAT INT8", "ONNX QDQ", "fp32.onnx"),
     ("ptq_pof2.tflite", "PTQ pof2", "TFLite", "fp32.tflite"),

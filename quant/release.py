@@ -37,13 +37,14 @@ from runtime.metrics import SUBSET_NAMES
 from runtime.release import RELEASE_NAME
 from runtime.stability import recrop_verdict
 
-#: (file, precision, format) of every model a release carries, in table order.
+#: (file, precision, format) of every model a release carries, in table order. "{granularity}" is
+#: filled from the file itself (format_label): a release built from an older run says what it holds.
 MODEL_FILES: Tuple[Tuple[str, str, str], ...] = (
     ("fp32.h5", "FP32", "Keras H5"),
     ("ptq_int8.tflite", "PTQ INT8", "TFLite"),
-    ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ (U8S8, 7-bit weights)"),
+    ("ptq_int8.onnx", "PTQ INT8", "ONNX QDQ (U8S8, 7-bit weights{granularity})"),
     ("qat_int8.tflite", "QAT INT8", "TFLite"),
-    ("qat_int8.onnx", "QAT INT8", "ONNX QDQ (U8S8, 7-bit weights)"),
+    ("qat_int8.onnx", "QAT INT8", "ONNX QDQ (U8S8, 7-bit weights{granularity})"),
 )
 #: The files each host engine may run (bundle "models"), first = the choice when validation cannot
 #: decide. ONNX Runtime is the default host engine (runtime.bundle.HOST_ORDER); both INT8 ONNX files
@@ -84,6 +85,16 @@ def check_run(run_dir: str) -> None:
             "\n".join("  %s: %s" % (f, MISSING_HINT[f].replace("RUN", run_dir)) for f in missing)))
 
 
+def format_label(fmt: str, path: str) -> str:
+    """`fmt` (a MODEL_FILES format) with its "{granularity}" placeholder filled from the ONNX file at
+    `path` (" per channel" / " per tensor"; runs quantized before stop 37 hold per-tensor weights)."""
+    if "{granularity}" not in fmt:
+        return fmt
+    from quant.inspect_model import onnx_weight_granularity
+    granularity = onnx_weight_granularity(path)
+    return fmt.replace("{granularity}", " " + granularity.replace("-", " ") if granularity else "")
+
+
 def _scores(result: Dict[str, Any]) -> Dict[str, Any]:
     m = result["metrics"]
     out = {k: m.get(k) for k in ("count", "nme", "failure_rate", "auc")}
@@ -96,17 +107,13 @@ def evaluate_release_models(root: str, spec: Any, test: Sequence[Any], val: Opti
                             log: Log = print) -> Dict[str, Dict[str, Any]]:
     """{file: {precision, format, bytes, test: scores, val_nme}} from the files in `root` (each loaded
     once for both splits; their md5 sums go to meta.json)."""
-    from quant.inspect_model import onnx_weight_granularity
     from runtime import evaluate as rev
     from runtime.backends import BackendError, load_backend
 
     out = {}  # type: Dict[str, Dict[str, Any]]
     for fname, precision, fmt in MODEL_FILES:
         path = os.path.join(root, fname)
-        granularity = onnx_weight_granularity(path) if fname.endswith(".onnx") else None
-        if granularity:  # as the file holds it (runs quantized before stop 37: per tensor)
-            fmt = fmt.replace(" weights)", " weights %s)" % granularity.replace("-", " "))
-        entry = {"precision": precision, "format": fmt, "bytes": os.path.getsize(path)}
+        entry = {"precision": precision, "format": format_label(fmt, path), "bytes": os.path.getsize(path)}
         try:
             be = load_backend(path, spec=spec)
         except BackendError as e:

@@ -44,6 +44,18 @@ def test_run_default_int8_reads_the_runs_validation_scores(tmp_path):
     assert run_default_int8(str(tmp_path)) == "ptq_int8.onnx"
 
 
+def test_format_label_states_the_granularity_the_onnx_file_holds():
+    from quant.release import MODEL_FILES, format_label
+
+    fmts = {f: fmt for f, _, fmt in MODEL_FILES}
+    assert format_label(fmts["fp32.h5"], "/no/such/file.h5") == "Keras H5"  # no placeholder: not read
+    label = format_label(fmts["qat_int8.onnx"], os.path.join(COMMITTED, "qat_int8.onnx"))
+    assert label == "ONNX QDQ (U8S8, 7-bit weights per channel)"
+    # the label the committed card was built with
+    with open(os.path.join(COMMITTED, "MODEL_CARD.md")) as f:
+        assert label in f.read()
+
+
 def test_release_from_a_run(release_run, tmp_path):
     from quant.release import MODEL_FILES, build_release
     from runtime.bundle import file_md5, load_bundle

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from runtime.json_files import read_json  # noqa: F401  (re-exported: the one JSON reader)
 
@@ -50,21 +50,33 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and os.replace."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+def write_with(path: str, writer: Callable[[str], object]) -> str:
+    """Call writer(tmp_path) for a temp file beside `path`, then rename it onto `path`: the file is
+    either complete or absent, never half-written (the extension is kept for writers that need it)."""
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp" + ext, dir=d)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        writer(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return path
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to `path` atomically (write_with), synced to disk before the rename."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    write_with(path, write)
 
 
 def atomic_write_json(path: str, obj: Any) -> None:

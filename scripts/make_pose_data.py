@@ -3,7 +3,8 @@
 
 Each nearly frontal training face (|yaw| <= --max-source-yaw by its labels' head pose) is
 turned by a yaw drawn from +-[--yaw-min, --yaw-max] with keras_flm/data/pose_synth.py (a
-generic-depth 3-D warp that lets the nose hide the far cheek), then labelled by the teacher
+generic-depth 3-D warp that lets the nose hide the far cheek; with --pitch-min/--pitch-max
+nodded first, e.g. looking down), then labelled by the teacher
 ensemble the train list was labelled with (keras_flm/data/teacher.py). A face is dropped
 when the teacher and the warp's own projection disagree on the inner points (brows, eyes,
 nose, mouth) by more than --max-disagree of the inter-ocular distance: the warp broke the
@@ -67,6 +68,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--per-face", type=int, default=1, help="turned copies per source face")
     ap.add_argument("--yaw-min", type=float, default=20.0, help="smallest turn, degrees")
     ap.add_argument("--yaw-max", type=float, default=50.0, help="largest turn, degrees")
+    ap.add_argument("--pitch-min", type=float, default=0.0,
+                    help="nod each face by a pitch drawn from [--pitch-min, --pitch-max] degrees (> 0: "
+                         "looking down) before the turn; both 0 (default): no nod")
+    ap.add_argument("--pitch-max", type=float, default=0.0, help="see --pitch-min")
     ap.add_argument("--max-source-yaw", type=float, default=15.0,
                     help="turn only faces at most this far from frontal (their labels' head pose)")
     ap.add_argument("--max-disagree", type=float, default=0.10,
@@ -88,6 +93,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         ap.error("--per-face must be >= 1, got %d" % a.per_face)
     if not 0.0 <= a.yaw_min <= a.yaw_max <= 80.0:
         ap.error("need 0 <= --yaw-min <= --yaw-max <= 80, got %g, %g" % (a.yaw_min, a.yaw_max))
+    if not -45.0 <= a.pitch_min <= a.pitch_max <= 45.0:
+        ap.error("need -45 <= --pitch-min <= --pitch-max <= 45, got %g, %g" % (a.pitch_min, a.pitch_max))
     if os.path.exists(a.out) and not a.overwrite:
         ap.error("%s exists (pass --overwrite to replace it)" % a.out)
     return a
@@ -168,8 +175,11 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
             image = load_image(r)
             for k in range(a.per_face):
                 yaw = float(rng.uniform(a.yaw_min, a.yaw_max) * rng.choice([-1.0, 1.0]))
+                # drawn only when asked, so a yaw-only root's draws (and files) stay as they were
+                nodding = (a.pitch_min, a.pitch_max) != (0, 0)
+                pitch = float(rng.uniform(a.pitch_min, a.pitch_max)) if nodding else 0.0
                 try:
-                    turned, projected = turn_face(image, r.landmarks, yaw)
+                    turned, projected = turn_face(image, r.landmarks, yaw, pitch)
                 except ValueError:
                     dropped["warp"] += 1
                     continue
@@ -180,7 +190,8 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
                     dropped["disagree"] += 1
                     continue
                 stem = os.path.splitext(r.rel_path)[0].replace("/", "__")
-                rel = "%s/%s_y%+03d_%d.jpg" % (IMAGE_SUBDIR, stem, int(round(yaw)), k)
+                nod = "_p%+03d" % int(round(pitch)) if pitch else ""
+                rel = "%s/%s_y%+03d%s_%d.jpg" % (IMAGE_SUBDIR, stem, int(round(yaw)), nod, k)
                 path = os.path.join(tmp, IMAGE_DIR, rel)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 if not cv2.imwrite(path, turned, [cv2.IMWRITE_JPEG_QUALITY, a.quality]):
@@ -206,7 +217,8 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
         summary = {"source": display_path(a.data), "run_split": a.run, "part": a.part,
                    "source_faces": len(faces), "source_prefixes": list(a.source),
                    "turned_sources": len(sources), "kept": len(lines), "dropped": dropped,
-                   "yaw_range_deg": [a.yaw_min, a.yaw_max], "max_source_yaw": a.max_source_yaw,
+                   "yaw_range_deg": [a.yaw_min, a.yaw_max],
+                   "pitch_range_deg": [a.pitch_min, a.pitch_max], "max_source_yaw": a.max_source_yaw,
                    "max_disagree": a.max_disagree, "per_face": a.per_face, "seed": a.seed,
                    "disagreement_median": float(np.median(disagreements)) if disagreements else None,
                    "teacher": "keras_flm.data.teacher (3 PFLD models, mirrored, box refined twice)",

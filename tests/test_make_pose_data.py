@@ -15,6 +15,7 @@ import make_pose_data  # noqa: E402
 @pytest.mark.parametrize("args, says", [
     (["--yaw-min", "40", "--yaw-max", "20"], "--yaw-min"),
     (["--per-face", "0"], "--per-face must be >= 1"),
+    (["--pitch-min", "10", "--pitch-max", "50"], "--pitch-min <= --pitch-max <= 45"),
 ])
 def test_bad_arguments_exit_2_and_say_why(args, says, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
@@ -62,6 +63,35 @@ def test_turned_faces_form_a_training_root_from_training_faces_only(shared_data,
     from keras_flm.train import check_extra_train
 
     assert check_extra_train([out], str(faces98), RunConfig().train) == (str(out),)
+
+
+def test_nodded_faces_look_down_by_their_teacher_labels(shared_data, faces98, tmp_path):
+    """--pitch-min/--pitch-max nod the faces: the teacher then reads the nose tip lower between the
+    eyes and the mouth than on each source face, and the file names and summary say the pitch."""
+    from keras_flm.config import RunConfig
+    from runtime.landmarks import REGIONS
+    from runtime.wflw import read_annotations
+
+    RunConfig().save(str(tmp_path / "config.json"))
+    out = tmp_path / "nod"
+    teachers = shared_data.parent / "models" / "pfld_ghostone"
+    assert make_pose_data.main(["--data", str(faces98), "--out", str(out), "--run", str(tmp_path),
+                                "--limit", "3", "--yaw-min", "0", "--yaw-max", "0", "--pitch-min", "30",
+                                "--pitch-max", "35", "--teachers", str(teachers), "--seed", "3"]) == 0
+    recs = read_annotations(str(out), "train")
+    assert recs and json.loads((out / "pose_data.json").read_text())["pitch_range_deg"] == [30.0, 35.0]
+    assert all("_y+00_p+3" in r.rel_path for r in recs)
+    sources = {r.rel_path.rsplit(".", 1)[0].replace("/", "__"): r
+               for r in read_annotations(str(faces98), "train", check_images=False)}
+    eyes, lips = list(REGIONS["right_eye"]) + list(REGIONS["left_eye"]), list(REGIONS["outer_lip"])
+
+    def nose_drop(p):  # the nose tip's height between the eyes (0) and the mouth (1)
+        return (p[54, 1] - p[eyes, 1].mean()) / (p[lips, 1].mean() - p[eyes, 1].mean())
+
+    for r in recs:
+        src = sources[r.rel_path.split("/", 1)[1].rsplit("_y", 1)[0]]
+        assert nose_drop(r.landmarks) > nose_drop(src.landmarks) + 0.1, (
+            r.rel_path, nose_drop(r.landmarks), nose_drop(src.landmarks))
 
 
 def test_turned_validation_faces_are_a_test_list_that_training_refuses(shared_data, faces98, tmp_path):

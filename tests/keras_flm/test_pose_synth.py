@@ -76,3 +76,35 @@ def test_a_face_too_small_to_turn_is_refused():
     pts = frontal_face() * 0.01
     with pytest.raises(ValueError, match="too narrow"):
         ps.turn_face(np.zeros((200, 200), np.uint8), pts, 20.0)
+
+
+@pytest.mark.parametrize("pitch", [-25.0, 25.0])
+def test_nodded_landmarks_land_on_their_dots(pitch):
+    """A nod moves the pixels where the returned points say (eyes, brows and the nose tip stay in
+    view either way)."""
+    pts = frontal_face()
+    out, q = ps.turn_face(dotted_image(pts), pts, 0.0, pitch)
+    for i in list(REGIONS["right_eye"]) + list(REGIONS["left_eye"]) + list(REGIONS["right_brow"]) + [54]:
+        x, y = np.round(q[i]).astype(int)
+        assert out[y, x] > 150, "point %d at (%d, %d) reads %d" % (i, x, y, out[y, x])
+
+
+def test_looking_down_drops_the_nose_towards_the_mouth_and_hides_the_chin():
+    pts = frontal_face()
+    _, down = ps.turn_face(dotted_image(pts), pts, 0.0, 30.0)
+    _, up = ps.turn_face(dotted_image(pts), pts, 0.0, -30.0)
+    eyes = list(REGIONS["right_eye"]) + list(REGIONS["left_eye"])
+    nose_below_eyes = lambda q: q[54, 1] - q[eyes, 1].mean()  # noqa: E731
+    assert nose_below_eyes(down) > nose_below_eyes(pts) * 1.05 > nose_below_eyes(up) * 1.1
+    chin_below_mouth = lambda q: q[16, 1] - q[list(REGIONS["outer_lip"]), 1].mean()  # noqa: E731
+    assert chin_below_mouth(down) < 0.8 * chin_below_mouth(pts)  # the chin recedes under the mouth
+    # a nod keeps the face's left-right symmetry and leaves the columns where they were
+    assert np.allclose(down[:, 0], pts[:, 0], atol=1e-6)
+
+
+def test_a_nod_and_a_turn_combine():
+    pts = frontal_face()
+    _, turned = ps.turn_face(dotted_image(pts), pts, 30.0)
+    _, both = ps.turn_face(dotted_image(pts), pts, 30.0, 20.0)
+    assert np.sign(both[54, 0] - pts[54, 0]) == 1  # still turned right
+    assert both[54, 1] - turned[54, 1] > 2.0  # and the nose lower

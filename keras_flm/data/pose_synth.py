@@ -120,7 +120,8 @@ def build_mesh(pts: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.n
     depth = np.concatenate([z, fore_z, ring_z, np.zeros(len(border))])
     movable = np.arange(len(mesh)) < len(mesh) - len(border)
     info = {"roll": roll, "centre": centre, "xm": xm, "half_width": half_width,
-            "half_height": 0.5 * float(face[:, 1].max() - face[:, 1].min()), "face_points": len(face)}
+            "half_height": 0.5 * float(face[:, 1].max() - face[:, 1].min()),
+            "face_points": NUM_POINTS + len(fore)}  # mesh[:face_points]: the landmarks, then the forehead
     return mesh, depth, movable, info
 
 
@@ -130,7 +131,7 @@ def nod_points(mesh: np.ndarray, depth: np.ndarray, movable: np.ndarray, pitch: 
     about the horizontal axis y = 0 (the landmarks' centroid), z = 0. The face points (landmarks
     and forehead) first recede by PITCH_FALLOFF away from the centroid's height."""
     z = depth.copy()
-    n_face = NUM_POINTS + info["face_points"] - 33  # the 98 landmarks, then the forehead points
+    n_face = info["face_points"]
     v = mesh[:n_face, 1] / max(info["half_height"], 1e-6)
     z[:n_face] -= PITCH_FALLOFF * info["half_width"] * np.minimum(v * v, 1.5)
     c, s = np.cos(pitch), np.sin(pitch)

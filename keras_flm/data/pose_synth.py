@@ -125,6 +125,20 @@ def build_mesh(pts: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.n
     return mesh, depth, movable, info
 
 
+def rotate_in_depth(mesh: np.ndarray, depth: np.ndarray, movable: np.ndarray, axis: int, centre: float,
+                    angle: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(projected points, new depths) after rotating the movable points by `angle` radians in the
+    plane of image coordinate `axis` (0: x, a turn; 1: y, a nod) and depth, about `centre` on that
+    coordinate and z = 0 (orthographic projection; the other coordinate does not change)."""
+    c, s = np.cos(angle), np.sin(angle)
+    u = mesh[:, axis] - centre
+    out = mesh.copy()
+    new_z = depth.copy()
+    out[movable, axis] = centre + u[movable] * c + depth[movable] * s
+    new_z[movable] = -u[movable] * s + depth[movable] * c
+    return out, new_z
+
+
 def nod_points(mesh: np.ndarray, depth: np.ndarray, movable: np.ndarray, pitch: float,
                info: dict) -> Tuple[np.ndarray, np.ndarray]:
     """(points, depths) after nodding the movable points by `pitch` radians (> 0: looking down)
@@ -134,25 +148,14 @@ def nod_points(mesh: np.ndarray, depth: np.ndarray, movable: np.ndarray, pitch: 
     n_face = info["face_points"]
     v = mesh[:n_face, 1] / max(info["half_height"], 1e-6)
     z[:n_face] -= PITCH_FALLOFF * info["half_width"] * np.minimum(v * v, 1.5)
-    c, s = np.cos(pitch), np.sin(pitch)
-    out, new_z = mesh.copy(), z.copy()
-    y = mesh[:, 1]
-    out[movable, 1] = y[movable] * c + z[movable] * s
-    new_z[movable] = -y[movable] * s + z[movable] * c
-    return out, new_z
+    return rotate_in_depth(mesh, z, movable, 1, 0.0, pitch)
 
 
 def turn_points(mesh: np.ndarray, depth: np.ndarray, movable: np.ndarray, xm: float,
                 yaw: float) -> Tuple[np.ndarray, np.ndarray]:
     """(projected points, new depths) after turning the movable points by `yaw` radians about the
-    vertical axis x = xm, z = 0 (orthographic projection; y does not change)."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    x = mesh[:, 0] - xm
-    out = mesh.copy()
-    new_z = depth.copy()
-    out[movable, 0] = xm + x[movable] * c + depth[movable] * s
-    new_z[movable] = -x[movable] * s + depth[movable] * c
-    return out, new_z
+    vertical axis x = xm, z = 0."""
+    return rotate_in_depth(mesh, depth, movable, 0, xm, yaw)
 
 
 def triangulate(points: np.ndarray) -> np.ndarray:

@@ -48,6 +48,23 @@ def inner_disagreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a[INNER] - b[INNER], axis=1).mean() / max(iod, 1e-6))
 
 
+def turned_rel(source_rel: str, yaw: float, pitch: float, k: int) -> str:
+    """The image path of copy `k` of the face at `source_rel`: its path flattened, then the yaw and
+    (nodded faces only) the pitch in whole degrees; source_stem reads the source back."""
+    nod = "_p%+03d" % int(round(pitch)) if pitch else ""
+    return "%s/%s_y%+03d%s_%d.jpg" % (IMAGE_SUBDIR, source_key(source_rel), int(round(yaw)), nod, k)
+
+
+def source_key(source_rel: str) -> str:
+    """A source face's image path flattened into one file-name stem (lfw/A/B.jpg -> lfw__A__B)."""
+    return os.path.splitext(source_rel)[0].replace("/", "__")
+
+
+def source_stem(rel: str) -> str:
+    """The source_key of the face a turned_rel path was made from."""
+    return rel.split("/", 1)[1].rsplit("_y", 1)[0]
+
+
 def wflw_line(pts: np.ndarray, attributes: np.ndarray, rel: str) -> str:
     box = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
     nums = ["%.3f" % v for v in pts.reshape(-1)] + ["%d" % int(round(v)) for v in box]
@@ -170,13 +187,13 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
     os.chmod(tmp, new_file_mode(directory=True))  # renamed into place below: not private
     lines, kept_sheet, dropped = [], [], {"disagree": 0, "warp": 0}
     disagreements = []
+    nodding = (a.pitch_min, a.pitch_max) != (0, 0)
     try:
         for r in tqdm(sources, desc="turning faces", unit="face"):
             image = load_image(r)
             for k in range(a.per_face):
                 yaw = float(rng.uniform(a.yaw_min, a.yaw_max) * rng.choice([-1.0, 1.0]))
                 # drawn only when asked, so a yaw-only root's draws (and files) stay as they were
-                nodding = (a.pitch_min, a.pitch_max) != (0, 0)
                 pitch = float(rng.uniform(a.pitch_min, a.pitch_max)) if nodding else 0.0
                 try:
                     turned, projected = turn_face(image, r.landmarks, yaw, pitch)
@@ -189,9 +206,7 @@ def make(a: argparse.Namespace) -> Dict[str, Any]:
                 if d > a.max_disagree:
                     dropped["disagree"] += 1
                     continue
-                stem = os.path.splitext(r.rel_path)[0].replace("/", "__")
-                nod = "_p%+03d" % int(round(pitch)) if pitch else ""
-                rel = "%s/%s_y%+03d%s_%d.jpg" % (IMAGE_SUBDIR, stem, int(round(yaw)), nod, k)
+                rel = turned_rel(r.rel_path, yaw, pitch, k)
                 path = os.path.join(tmp, IMAGE_DIR, rel)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 if not cv2.imwrite(path, turned, [cv2.IMWRITE_JPEG_QUALITY, a.quality]):

@@ -23,6 +23,15 @@ def test_bad_arguments_exit_2_and_say_why(args, says, tmp_path, capsys):
     assert e.value.code == 2 and says in capsys.readouterr().err
 
 
+def test_turned_names_keep_the_yaw_only_form_and_lead_back_to_their_source():
+    rel = make_pose_data.turned_rel("lfw/Abdullah_Gul/Abdullah_Gul10.jpg", 22.4, 0.0, 0)
+    assert rel == "synth_pose/lfw__Abdullah_Gul__Abdullah_Gul10_y+22_0.jpg"  # as in roots made before nods
+    nodded = make_pose_data.turned_rel("wflw_pseudo/4--Dancing/x_y.jpg", -7.6, 31.2, 2)
+    assert nodded == "synth_pose/wflw_pseudo__4--Dancing__x_y_y-08_p+31_2.jpg"
+    for r, src in ((rel, "lfw/Abdullah_Gul/Abdullah_Gul10.jpg"), (nodded, "wflw_pseudo/4--Dancing/x_y.jpg")):
+        assert make_pose_data.source_stem(r) == make_pose_data.source_key(src)
+
+
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     (tmp_path / "o").mkdir()
     with pytest.raises(SystemExit):
@@ -51,8 +60,8 @@ def test_turned_faces_form_a_training_root_from_training_faces_only(shared_data,
     assert summary["source"] == display_path(str(faces98))
     assert all(r.rel_path.startswith("synth_pose/") for r in recs)
     val = load_split(str(faces98), "val", RunConfig())[0]
-    val_stems = {v.rel_path.rsplit(".", 1)[0].replace("/", "__") for v in val}
-    assert not any(r.rel_path.split("/", 1)[1].rsplit("_y", 1)[0] in val_stems for r in recs)
+    val_stems = {make_pose_data.source_key(v.rel_path) for v in val}
+    assert not any(make_pose_data.source_stem(r.rel_path) in val_stems for r in recs)
     # turned: the teacher puts the nose tip well off the jaw's midline (|offset| / jaw width; the
     # train list's median is 0.11, its 99th percentile 0.41)
     offsets = [abs(r.landmarks[54, 0] - 0.5 * (r.landmarks[0, 0] + r.landmarks[32, 0]))
@@ -81,7 +90,7 @@ def test_nodded_faces_look_down_by_their_teacher_labels(shared_data, faces98, tm
     recs = read_annotations(str(out), "train")
     assert recs and json.loads((out / "pose_data.json").read_text())["pitch_range_deg"] == [30.0, 35.0]
     assert all("_y+00_p+3" in r.rel_path for r in recs)
-    sources = {r.rel_path.rsplit(".", 1)[0].replace("/", "__"): r
+    sources = {make_pose_data.source_key(r.rel_path): r
                for r in read_annotations(str(faces98), "train", check_images=False)}
     eyes, lips = list(REGIONS["right_eye"]) + list(REGIONS["left_eye"]), list(REGIONS["outer_lip"])
 
@@ -89,7 +98,7 @@ def test_nodded_faces_look_down_by_their_teacher_labels(shared_data, faces98, tm
         return (p[54, 1] - p[eyes, 1].mean()) / (p[lips, 1].mean() - p[eyes, 1].mean())
 
     for r in recs:
-        src = sources[r.rel_path.split("/", 1)[1].rsplit("_y", 1)[0]]
+        src = sources[make_pose_data.source_stem(r.rel_path)]
         assert nose_drop(r.landmarks) > nose_drop(src.landmarks) + 0.1, (
             r.rel_path, nose_drop(r.landmarks), nose_drop(src.landmarks))
 
@@ -107,9 +116,9 @@ def test_turned_validation_faces_are_a_test_list_that_training_refuses(shared_da
                                 "--part", "val", "--limit", "3", "--teachers", str(teachers)]) == 0
     recs = read_annotations(str(out), "test")
     assert 1 <= len(recs) <= 3
-    val_stems = {v.rel_path.rsplit(".", 1)[0].replace("/", "__") for v in load_split(str(faces98), "val",
-                                                                                        RunConfig())[0]}
-    assert all(r.rel_path.split("/", 1)[1].rsplit("_y", 1)[0] in val_stems for r in recs)
+    val = load_split(str(faces98), "val", RunConfig())[0]
+    val_stems = {make_pose_data.source_key(v.rel_path) for v in val}
+    assert all(make_pose_data.source_stem(r.rel_path) in val_stems for r in recs)
     assert json.loads((out / "split.json").read_text())["part"] == "val"
     with pytest.raises(AnnotationError):  # no train list at all
         check_extra_train([out], str(faces98), RunConfig().train)
